@@ -1,0 +1,29 @@
+"""EmotionNet: raw FER2013-format CSV -> parsed splits -> trained CNNs -> evaluation -> report.
+
+    snakemake --cores all                            # the embedded synthetic dataset
+    snakemake --cores all --config dataset=fer2013   # data/fer2013.csv(.gz)
+    snakemake --report report.html                   # the HTML report of the finished run
+"""
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

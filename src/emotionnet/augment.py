@@ -1,0 +1,101 @@
+"""On-the-fly augmentation of whole batches, driven by stateless random seeds so that the same
+(seed, epoch, batch) always gives the same augmented batch, also after a resumed training run.
+
+All functions take float32 images (batch, 48, 48, 1) in [0, 1] and are never used at evaluation."""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+DEFAULTS = {"flip": False, "translate": 0.0, "rotate": 0.0, "zoom": 0.0, "contrast": 0.0, "erase": 0.0}
+
+
+def _uniform(seed, shape, low, high, salt):
+    return tf.random.stateless_uniform(shape, seed=seed + tf.constant([0, salt], tf.int64) * 7919, minval=low, maxval=high)
+
+
+def flip(images, seed):
+    """Mirror each image left-right with probability 1/2."""
+    mirrored = _uniform(seed, [tf.shape(images)[0], 1, 1, 1], 0.0, 1.0, 1) < 0.5
+    return tf.where(mirrored, tf.reverse(images, axis=[2]), images)
+
+
+def affine(images, seed, translate: float, rotate: float, zoom: float):
+    """Random shift (fraction of the side), rotation (fraction of a full turn) and zoom, with
+    reflected borders, like Keras' RandomTranslation/RandomRotation/RandomZoom combined."""
+    batch = tf.shape(images)[0]
+    side = tf.cast(tf.shape(images)[1], tf.float32)
+    angle = _uniform(seed, [batch], -rotate, rotate, 2) * 2 * math.pi
+    scale = 1.0 + _uniform(seed, [batch], -zoom, zoom, 3)
+    shift_x = _uniform(seed, [batch], -translate, translate, 4) * side
+    shift_y = _uniform(seed, [batch], -translate, translate, 5) * side
+    centre = (side - 1) / 2
+    cos, sin = tf.cos(angle) * scale, tf.sin(angle) * scale
+    # Output pixel (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2).
+    a2 = centre - cos * centre + sin * centre - shift_x
+    b2 = centre - sin * centre - cos * centre - shift_y
+    zeros = tf.zeros_like(cos)
+    transforms = tf.stack([cos, -sin, a2, sin, cos, b2, zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=transforms,
+        output_shape=tf.shape(images)[1:3],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="REFLECT",
+    )
+
+
+def contrast(images, seed, strength: float):
+    """Scale each image's contrast around its mean by a factor in [1 - strength, 1 + strength]."""
+    factor = _uniform(seed, [tf.shape(images)[0], 1, 1, 1], 1 - strength, 1 + strength, 6)
+    mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+    return tf.clip_by_value((images - mean) * factor + mean, 0.0, 1.0)
+
+
+def erase(images, seed, probability: float, max_fraction: float = 0.4):
+    """Random erasing: with ``probability``, fill a random rectangle (up to ``max_fraction`` of the
+    side in each direction) with uniform noise."""
+    batch = tf.shape(images)[0]
+    side = tf.cast(tf.shape(images)[1], tf.float32)
+    height = _uniform(seed, [batch, 1, 1, 1], 0.1, max_fraction, 7) * side
+    width = _uniform(seed, [batch, 1, 1, 1], 0.1, max_fraction, 8) * side
+    top = _uniform(seed, [batch, 1, 1, 1], 0.0, 1.0, 9) * (side - height)
+    left = _uniform(seed, [batch, 1, 1, 1], 0.0, 1.0, 10) * (side - width)
+    rows = tf.reshape(tf.range(side), [1, -1, 1, 1])
+    cols = tf.reshape(tf.range(side), [1, 1, -1, 1])
+    inside = (rows >= top) & (rows < top + height) & (cols >= left) & (cols < left + width)
+    chosen = _uniform(seed, [batch, 1, 1, 1], 0.0, 1.0, 11) < probability
+    noise = _uniform(seed, tf.shape(images), 0.0, 1.0, 12)
+    return tf.where(inside & chosen, noise, images)
+
+
+def augment_batch(images, seed, settings: dict):
+    """Apply the augmentations switched on in ``settings`` (keys as in DEFAULTS)."""
+    options = {**DEFAULTS, **settings}
+    if options["flip"]:
+        images = flip(images, seed)
+    if options["translate"] or options["rotate"] or options["zoom"]:
+        images = affine(images, seed, options["translate"], options["rotate"], options["zoom"])
+    if options["contrast"]:
+        images = contrast(images, seed, options["contrast"])
+    if options["erase"]:
+        images = erase(images, seed, options["erase"])
+    return images
+
+
+def mixup(images, one_hot, seed, alpha: float):
+    """Mixup (Zhang et al. 2018): blend each example with a partner from the reversed batch."""
+    batch = tf.shape(images)[0]
+    seeds = seed + tf.constant([0, 13], tf.int64)
+    gamma_a = tf.random.stateless_gamma([batch], seed=seeds, alpha=alpha)
+    gamma_b = tf.random.stateless_gamma([batch], seed=seeds + 1, alpha=alpha)
+    weight = gamma_a / (gamma_a + gamma_b)
+    weight = tf.maximum(weight, 1 - weight)
+    image_weight = tf.reshape(weight, [-1, 1, 1, 1])
+    label_weight = tf.reshape(weight, [-1, 1])
+    images = image_weight * images + (1 - image_weight) * tf.reverse(images, axis=[0])
+    one_hot = label_weight * one_hot + (1 - label_weight) * tf.reverse(one_hot, axis=[0])
+    return images, one_hot

@@ -1,0 +1,140 @@
+"""The model registry: architectures by name. Every builder takes the input shape, the number of
+classes and its own hyperparameters from the config's model block, and returns an uncompiled
+``keras.Model`` whose inputs are float images scaled to [0, 1] with shape (48, 48, 1)."""
+
+from __future__ import annotations
+
+import keras
+
+INPUT_SHAPE = (48, 48, 1)
+N_CLASSES = 7
+
+
+def seed(dropout_conv: float = 0.25, dropout_dense: float = 0.5, **_):
+    """The reference CNN: Conv32-Conv64-MaxPool-Dropout-Flatten-Dense128-Dropout-Dense7."""
+    return keras.Sequential(
+        [
+            keras.Input(INPUT_SHAPE),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.Conv2D(64, 3, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Dropout(dropout_conv),
+            keras.layers.Flatten(),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dropout(dropout_dense),
+            keras.layers.Dense(N_CLASSES, activation="softmax"),
+        ],
+        name="seed",
+    )
+
+
+def _conv_bn_relu(tensor, filters, name):
+    tensor = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(tensor)
+    tensor = keras.layers.BatchNormalization(name=f"{name}_bn")(tensor)
+    return keras.layers.ReLU(name=f"{name}_relu")(tensor)
+
+
+def vgg_bn(widths=(32, 64, 128, 256), convs_per_stage: int = 2, dropout: float = 0.3, **_):
+    """VGG-style stages of 3x3 conv + batch norm + ReLU, max-pooling between stages, global average
+    pooling and dropout before the classifier."""
+    inputs = keras.Input(INPUT_SHAPE)
+    tensor = inputs
+    for stage, filters in enumerate(widths):
+        for index in range(convs_per_stage):
+            tensor = _conv_bn_relu(tensor, filters, f"stage{stage}_{index}")
+        if stage < len(widths) - 1:
+            tensor = keras.layers.MaxPooling2D(2, name=f"stage{stage}_pool")(tensor)
+    tensor = keras.layers.GlobalAveragePooling2D()(tensor)
+    tensor = keras.layers.Dropout(dropout)(tensor)
+    outputs = keras.layers.Dense(N_CLASSES, activation="softmax")(tensor)
+    return keras.Model(inputs, outputs, name="vgg_bn")
+
+
+def resnet(widths=(32, 64, 128, 256), blocks_per_stage: int = 2, dropout: float = 0.3, **_):
+    """A small pre-activation-free ResNet: a stem conv, residual stages (stride-2 at each new
+    stage, 1x1 projection shortcuts), global average pooling and dropout before the classifier."""
+    inputs = keras.Input(INPUT_SHAPE)
+    tensor = _conv_bn_relu(inputs, widths[0], "stem")
+    for stage, filters in enumerate(widths):
+        for block in range(blocks_per_stage):
+            strides = 2 if stage > 0 and block == 0 else 1
+            name = f"stage{stage}_block{block}"
+            shortcut = tensor
+            tensor = keras.layers.Conv2D(filters, 3, strides, padding="same", use_bias=False, name=f"{name}_conv1")(tensor)
+            tensor = keras.layers.BatchNormalization(name=f"{name}_bn1")(tensor)
+            tensor = keras.layers.ReLU(name=f"{name}_relu1")(tensor)
+            tensor = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(tensor)
+            tensor = keras.layers.BatchNormalization(name=f"{name}_bn2")(tensor)
+            if strides != 1 or shortcut.shape[-1] != filters:
+                shortcut = keras.layers.Conv2D(filters, 1, strides, use_bias=False, name=f"{name}_project")(shortcut)
+                shortcut = keras.layers.BatchNormalization(name=f"{name}_project_bn")(shortcut)
+            tensor = keras.layers.ReLU(name=f"{name}_out")(keras.layers.Add(name=f"{name}_add")([tensor, shortcut]))
+    tensor = keras.layers.GlobalAveragePooling2D()(tensor)
+    tensor = keras.layers.Dropout(dropout)(tensor)
+    outputs = keras.layers.Dense(N_CLASSES, activation="softmax")(tensor)
+    return keras.Model(inputs, outputs, name="resnet")
+
+
+def mini_xception(width: int = 8, block_widths=(16, 32, 64, 128), **_):
+    """mini-XCEPTION (Arriaga et al. 2017): two plain convs, four depthwise-separable residual
+    blocks, and a convolutional classifier with global average pooling (about 58k parameters)."""
+    inputs = keras.Input(INPUT_SHAPE)
+    tensor = _conv_bn_relu(inputs, width, "stem0")
+    tensor = _conv_bn_relu(tensor, width, "stem1")
+    for index, filters in enumerate(block_widths):
+        name = f"block{index}"
+        shortcut = keras.layers.Conv2D(filters, 1, strides=2, padding="same", use_bias=False, name=f"{name}_project")(tensor)
+        shortcut = keras.layers.BatchNormalization(name=f"{name}_project_bn")(shortcut)
+        tensor = keras.layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_sep1")(tensor)
+        tensor = keras.layers.BatchNormalization(name=f"{name}_bn1")(tensor)
+        tensor = keras.layers.ReLU(name=f"{name}_relu")(tensor)
+        tensor = keras.layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_sep2")(tensor)
+        tensor = keras.layers.BatchNormalization(name=f"{name}_bn2")(tensor)
+        tensor = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=f"{name}_pool")(tensor)
+        tensor = keras.layers.Add(name=f"{name}_add")([tensor, shortcut])
+    tensor = keras.layers.Conv2D(N_CLASSES, 3, padding="same", name="classifier")(tensor)
+    tensor = keras.layers.GlobalAveragePooling2D()(tensor)
+    outputs = keras.layers.Softmax()(tensor)
+    return keras.Model(inputs, outputs, name="mini_xception")
+
+
+REGISTRY = {"seed": seed, "vgg_bn": vgg_bn, "resnet": resnet, "mini_xception": mini_xception}
+
+
+def build(architecture: str, **hyperparameters) -> keras.Model:
+    """Build a registered architecture by name."""
+    if architecture not in REGISTRY:
+        raise ValueError(f"unknown architecture {architecture!r}; registered: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[architecture](**hyperparameters)
+
+
+def multiply_adds(model: keras.Model) -> int:
+    """Multiply-adds per image of the model's Conv2D, SeparableConv2D and Dense layers."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.SeparableConv2D):
+            height, width, out_channels = layer.output.shape[1:]
+            in_channels = layer.input.shape[-1]
+            kernel = layer.kernel_size[0] * layer.kernel_size[1]
+            total += height * width * in_channels * (kernel * layer.depth_multiplier + out_channels)
+        elif isinstance(layer, keras.layers.Conv2D):
+            height, width, out_channels = layer.output.shape[1:]
+            kernel = layer.kernel_size[0] * layer.kernel_size[1]
+            total += height * width * out_channels * kernel * layer.input.shape[-1]
+        elif isinstance(layer, keras.layers.Dense):
+            total += layer.input.shape[-1] * layer.units
+    return int(total)
+
+
+class UnsafeModelError(ValueError):
+    """A model file that would run code from the file when loaded."""
+
+
+def load(path) -> keras.Model:
+    """Load a ``.keras`` model in safe mode: files whose layers carry code (Lambda) are refused."""
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except ValueError as error:
+        if "safe_mode" in str(error) or "Lambda" in str(error):
+            raise UnsafeModelError(f"{path}: refused to load: the model contains code (e.g. a Lambda layer), which safe mode does not execute") from None
+        raise

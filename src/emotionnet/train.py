@@ -1,0 +1,263 @@
+"""Training: the input pipeline, the optimiser and schedule, and an epoch loop that checkpoints
+after every epoch so that a killed job resumes where it stopped, with identical results.
+
+The best-validation weights are what the final model holds; the test split is never seen here."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from emotionnet import data, runtime
+
+log = logging.getLogger(__name__)
+
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds", "elapsed_seconds")
+DEFAULTS = {
+    "architecture": "seed",
+    "hyperparameters": {},
+    "epochs": 30,
+    "batch_size": 64,
+    "optimizer": "adam",
+    "learning_rate": 1e-3,
+    "weight_decay": 0.0,
+    "schedule": "constant",
+    "warmup_epochs": 0,
+    "label_smoothing": 0.0,
+    "mixup": 0.0,
+    "class_weight": "none",
+    "early_stopping_patience": None,
+    "augment": {},
+    "jit_compile": False,
+}
+
+
+def make_dataset(images, labels, batch_size: int, *, seed: int | None = None, epoch: int = 0, augment: dict | None = None, mixup_alpha: float = 0.0):
+    """A tf.data pipeline over uint8 images: (shuffle) -> batch -> float [0, 1] -> (augment) ->
+    one-hot -> prefetch. The whole dataset is never held as float32."""
+    import tensorflow as tf
+
+    from emotionnet import augment as augmentation
+
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
+    if seed is not None:
+        dataset = dataset.shuffle(len(images), seed=seed * 100_003 + epoch, reshuffle_each_iteration=False)
+    dataset = dataset.batch(batch_size).enumerate()
+
+    def prepare(batch_index, batch):
+        batch_images, batch_labels = batch
+        batch_images = tf.cast(batch_images[..., None], tf.float32) / 255.0
+        one_hot = tf.one_hot(batch_labels, len(data.EMOTIONS))
+        if seed is not None:
+            batch_seed = tf.stack([tf.constant(seed * 1_000 + epoch, tf.int64), batch_index])
+            if augment:
+                batch_images = augmentation.augment_batch(batch_images, batch_seed, augment)
+            if mixup_alpha > 0:
+                batch_images, one_hot = augmentation.mixup(batch_images, one_hot, batch_seed, mixup_alpha)
+        return batch_images, one_hot
+
+    return dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def learning_rate_schedule(settings: dict, steps_per_epoch: int):
+    """Constant learning rate, or linear warm-up followed by cosine decay to zero."""
+    import keras
+
+    peak = settings["learning_rate"]
+    if settings["schedule"] == "constant":
+        return peak
+    if settings["schedule"] == "cosine":
+        warmup_steps = int(settings["warmup_epochs"] * steps_per_epoch)
+        decay_steps = max(settings["epochs"] * steps_per_epoch - warmup_steps, 1)
+        initial = 0.0 if warmup_steps else peak
+        return keras.optimizers.schedules.CosineDecay(initial, decay_steps, warmup_target=peak if warmup_steps else None, warmup_steps=warmup_steps)
+    raise ValueError(f"unknown schedule {settings['schedule']!r} (use 'constant' or 'cosine')")
+
+
+def make_optimizer(settings: dict, steps_per_epoch: int):
+    import keras
+
+    rate = learning_rate_schedule(settings, steps_per_epoch)
+    name = settings["optimizer"]
+    if name == "adam":
+        return keras.optimizers.Adam(rate)
+    if name == "adamw":
+        return keras.optimizers.AdamW(rate, weight_decay=settings["weight_decay"])
+    if name == "sgd":
+        return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, weight_decay=settings["weight_decay"] or None)
+    raise ValueError(f"unknown optimizer {name!r} (use 'adam', 'adamw' or 'sgd')")
+
+
+def build_compiled_model(settings: dict, steps_per_epoch: int):
+    """The registered architecture, compiled with the configured optimiser and loss."""
+    import keras
+
+    from emotionnet import models
+
+    model = models.build(settings["architecture"], **settings["hyperparameters"])
+    model.compile(
+        optimizer=make_optimizer(settings, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=settings["label_smoothing"]),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        jit_compile=settings["jit_compile"],
+    )
+    return model
+
+
+def class_weights(labels, mode: str):
+    """None, or inverse-frequency weights ('balanced') or their square root ('sqrt')."""
+    if mode == "none":
+        return None
+    counts = np.bincount(labels, minlength=len(data.EMOTIONS)).astype(float)
+    weights = counts.sum() / (len(counts) * np.maximum(counts, 1))
+    if mode == "sqrt":
+        weights = np.sqrt(weights)
+    elif mode != "balanced":
+        raise ValueError(f"unknown class_weight {mode!r} (use 'none', 'balanced' or 'sqrt')")
+    return {index: float(weight) for index, weight in enumerate(weights)}
+
+
+def fingerprint(settings: dict, seed: int, train_labels, val_labels) -> str:
+    """Identifies a training run; a checkpoint is resumed only by the run that wrote it."""
+    content = json.dumps({"settings": settings, "seed": seed, "train": train_labels.tolist(), "val": val_labels.tolist()}, sort_keys=True)
+    return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+class Checkpoint:
+    """The per-epoch state of a run in its own folder: last model (with optimiser), best weights,
+    and a JSON file with the history so far. Written atomically: the JSON is replaced last."""
+
+    def __init__(self, folder, run_id: str):
+        self.folder = Path(folder)
+        self.run_id = run_id
+        self.state_path = self.folder / "state.json"
+        self.model_path = self.folder / "last.keras"
+        self.best_path = self.folder / "best.weights.h5"
+
+    def load(self):
+        """(model, state) of a matching earlier run, or None."""
+        import keras
+
+        if not self.state_path.exists():
+            return None
+        state = json.loads(self.state_path.read_text())
+        if state.get("run_id") != self.run_id or not self.model_path.exists():
+            log.info("ignoring checkpoint in %s: it belongs to a different configuration", self.folder)
+            return None
+        model = keras.saving.load_model(self.model_path, safe_mode=True)
+        return model, state
+
+    def save(self, model, state: dict, improved: bool):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        model_partial = data.atomic_path(self.model_path)
+        model.save(model_partial)
+        if improved:
+            best_partial = data.atomic_path(self.best_path)
+            model.save_weights(best_partial)
+        state_partial = data.atomic_path(self.state_path)
+        state_partial.write_text(json.dumps({**state, "run_id": self.run_id}, indent=1))
+        os.replace(model_partial, self.model_path)
+        if improved:
+            os.replace(best_partial, self.best_path)
+        os.replace(state_partial, self.state_path)
+
+    def remove(self):
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _epoch_row(epoch, logs, learning_rate, epoch_seconds, elapsed):
+    return {
+        "epoch": epoch + 1,
+        "loss": float(logs["loss"][-1]),
+        "accuracy": float(logs["accuracy"][-1]),
+        "val_loss": float(logs["val_loss"][-1]),
+        "val_accuracy": float(logs["val_accuracy"][-1]),
+        "learning_rate": learning_rate,
+        "epoch_seconds": round(epoch_seconds, 3),
+        "elapsed_seconds": round(elapsed, 3),
+    }
+
+
+def _current_learning_rate(model) -> float:
+    import keras
+
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+def train(train_images, train_labels, val_images, val_labels, *, settings: dict, seed: int, checkpoint_dir, threads: int = 1, deterministic: bool = True):
+    """Train a model as ``settings`` describe; returns (model with best-val weights, history rows).
+
+    Resumes from ``checkpoint_dir`` when it holds a checkpoint of the same run."""
+    settings = {**DEFAULTS, **settings}
+    runtime.configure(threads=threads, seed=seed, deterministic=deterministic)
+    import keras
+
+    steps_per_epoch = math.ceil(len(train_images) / settings["batch_size"])
+    checkpoint = Checkpoint(checkpoint_dir, fingerprint(settings, seed, train_labels, val_labels))
+    resumed = checkpoint.load()
+    if resumed:
+        model, state = resumed
+        log.info("resuming from epoch %d (checkpoint in %s)", len(state["history"]), checkpoint.folder)
+    else:
+        model = build_compiled_model(settings, steps_per_epoch)
+        state = {"history": [], "best_val_accuracy": -1.0, "epochs_without_improvement": 0}
+    log.info("%s: %d parameters, %d train and %d val images, %d epochs of %d steps", settings["architecture"], model.count_params(), len(train_images), len(val_images), settings["epochs"], steps_per_epoch)
+    val_dataset = make_dataset(val_images, val_labels, 512)
+    weights = class_weights(train_labels, settings["class_weight"])
+    elapsed_before = state["history"][-1]["elapsed_seconds"] if state["history"] else 0.0
+    for epoch in range(len(state["history"]), settings["epochs"]):
+        started = time.perf_counter()
+        train_dataset = make_dataset(train_images, train_labels, settings["batch_size"], seed=seed, epoch=epoch, augment=settings["augment"], mixup_alpha=settings["mixup"])
+        logs = model.fit(train_dataset, validation_data=val_dataset, epochs=epoch + 1, initial_epoch=epoch, class_weight=weights, shuffle=False, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN()]).history
+        if not np.isfinite(logs["loss"][-1]) or model.stop_training:
+            raise FloatingPointError(f"training diverged: the loss became {logs['loss'][-1]} in epoch {epoch + 1}; no model was written (lower the learning rate?)")
+        epoch_seconds = time.perf_counter() - started
+        elapsed_before += epoch_seconds
+        row = _epoch_row(epoch, logs, _current_learning_rate(model), epoch_seconds, elapsed_before)
+        state["history"].append(row)
+        improved = row["val_accuracy"] > state["best_val_accuracy"]
+        if improved:
+            state["best_val_accuracy"] = row["val_accuracy"]
+            state["epochs_without_improvement"] = 0
+        else:
+            state["epochs_without_improvement"] += 1
+        checkpoint.save(model, state, improved)
+        log.info("epoch %d/%d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f  lr %.2e  %.1f s%s", row["epoch"], settings["epochs"], row["loss"], row["accuracy"], row["val_loss"], row["val_accuracy"], row["learning_rate"], epoch_seconds, "  (best)" if improved else "")
+        patience = settings["early_stopping_patience"]
+        if patience is not None and state["epochs_without_improvement"] >= patience:
+            log.info("early stopping: val accuracy has not improved for %d epochs", patience)
+            break
+    model.load_weights(checkpoint.best_path)
+    return model, state["history"]
+
+
+def write_outputs(trained_model, history_rows, *, model, weights, history, info, settings):
+    """Write the model, its weights, the history CSV and a JSON of its size and settings, each
+    atomically (paths are the train rule's outputs)."""
+    from emotionnet import models
+
+    savers = {Path(model): trained_model.save, Path(weights): trained_model.save_weights}
+    for path, save in savers.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = data.atomic_path(path)
+        save(partial)
+        os.replace(partial, path)
+    partial = data.atomic_path(history)
+    with open(partial, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=HISTORY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(history_rows)
+    os.replace(partial, history)
+    summary = {"architecture": settings["architecture"], "params": int(trained_model.count_params()), "macs": models.multiply_adds(trained_model), "settings": {**DEFAULTS, **settings}}
+    partial = data.atomic_path(info)
+    partial.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(partial, info)

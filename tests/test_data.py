@@ -1,0 +1,135 @@
+"""The vectorised CSV parser against a straightforward per-row reference, and every bad input."""
+
+import gzip
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import csv_text
+from emotionnet import data
+from emotionnet.reference import parse_reference
+
+
+def test_matches_reference_on_random_rows(small_dataset, write_csv):
+    images, labels, usage = small_dataset
+    path = write_csv(csv_text(images, labels, usage))
+    parsed = data.parse_csv(path)
+    reference = parse_reference(path)
+    np.testing.assert_array_equal(parsed.images, reference["images"])
+    np.testing.assert_array_equal(parsed.labels, reference["labels"])
+    np.testing.assert_array_equal(parsed.images, images)
+    assert parsed.images.dtype == np.uint8 and parsed.labels.dtype == np.int8
+    assert parsed.line_numbers.tolist() == list(range(2, 62))
+    names = np.array(list(data.USAGE_TO_SPLIT))
+    assert (names[parsed.split_codes] == usage).all()
+
+
+def test_edge_case_formatting_matches_reference(small_dataset, write_csv):
+    """Leading zeros, extra and trailing spaces, quoted fields, CRLF line endings and a BOM."""
+    images, labels, usage = small_dataset
+    lines = ["\ufeffemotion,pixels,Usage"]
+    for index, image in enumerate(images[:20]):
+        tokens = [f"{value:03d}" if index % 3 == 0 else str(value) for value in image.ravel()]
+        separator = "  " if index % 4 == 1 else " "
+        pixels = separator.join(tokens)
+        if index % 5 == 2:
+            pixels = f" {pixels}  "
+        if index % 2:
+            pixels = f'"{pixels}"'
+        lines.append(f"{labels[index]},{pixels},{usage[index]}")
+    path = write_csv("\r\n".join(lines) + "\r\n")
+    parsed = data.parse_csv(path)
+    np.testing.assert_array_equal(parsed.images, images[:20])
+    np.testing.assert_array_equal(parsed.images, parse_reference(path)["images"])
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 5000, 7001, 2**16, 2**24])
+def test_chunk_size_does_not_change_result(small_dataset, write_csv, chunk_bytes):
+    images, labels, usage = small_dataset
+    path = write_csv(csv_text(images, labels, usage))
+    parsed = data.parse_csv(path, chunk_bytes=chunk_bytes, workers=2)
+    np.testing.assert_array_equal(parsed.images, images)
+    np.testing.assert_array_equal(parsed.labels, labels)
+    assert parsed.line_numbers.tolist() == list(range(2, 62))
+
+
+def test_gzip_and_blank_lines(small_dataset, tmp_path):
+    images, labels, usage = small_dataset
+    text = csv_text(images[:5], labels[:5], usage[:5]).replace("\n", "\n\n", 2)
+    path = tmp_path / "data.csv.gz"
+    path.write_bytes(gzip.compress(text.encode()))
+    parsed = data.parse_csv(path)
+    np.testing.assert_array_equal(parsed.images, images[:5])
+    assert parsed.line_numbers.tolist() == [3, 5, 6, 7, 8]
+
+
+def test_no_usage_column_and_other_column_order(small_dataset, write_csv):
+    images, labels, _ = small_dataset
+    lines = ["pixels,emotion"] + [f"{' '.join(map(str, image.ravel()))},{label}" for image, label in zip(images, labels)]
+    parsed = data.parse_csv(write_csv("\n".join(lines)))  # no final newline either
+    np.testing.assert_array_equal(parsed.images, images)
+    np.testing.assert_array_equal(parsed.labels, labels)
+    assert (parsed.split_codes == data.NO_USAGE).all()
+
+
+def _one_row_csv(pixels="1 " * 2303 + "1", label="3", usage="Training"):
+    good = f"0,{'5 ' * 2303}5,Training\n"
+    return "emotion,pixels,Usage\n" + good + f"{label},{pixels},{usage}\n"
+
+
+BAD_INPUTS = [
+    ("", 1, "empty file"),
+    ("emotion,pixels,Usage\n", None, "no data rows"),
+    ("emotion,Usage\n3,Training\n", 1, "missing column(s) pixels"),
+    ("feeling,pixels,Usage\n", 1, "missing column(s) emotion"),
+    (_one_row_csv(pixels="1 " * 2302 + "1"), 3, "expected 2304 pixel values, found 2303"),
+    (_one_row_csv(pixels="1 " * 2304 + "1"), 3, "expected 2304 pixel values, found 2305"),
+    (_one_row_csv(pixels="1 " * 2303 + "1.5"), 3, "pixel field holds '.'"),
+    (_one_row_csv(pixels="1 " * 2303 + "x"), 3, "pixel field holds 'x'"),
+    (_one_row_csv(pixels="-1 " + "1 " * 2302 + "1"), 3, "pixel field holds '-'"),
+    (_one_row_csv(pixels="256 " + "1 " * 2302 + "1"), 3, "pixel value 256 is out of range"),
+    (_one_row_csv(pixels="1000 " + "1 " * 2302 + "1"), 3, "more than three significant digits"),
+    (_one_row_csv(label="7"), 3, "emotion label '7' is not an integer 0-6"),
+    (_one_row_csv(label="-1"), 3, "emotion label '-1'"),
+    (_one_row_csv(label=""), 3, "emotion label ''"),
+    (_one_row_csv(usage="Validation"), 3, "unknown Usage 'Validation'"),
+    ("emotion,pixels,Usage\n0,1 2 3\n", 2, "expected 3 comma-separated fields, found 2"),
+    ("emotion,pixels,Usage\n0,1,2,Training\n", 2, "expected 3 comma-separated fields, found 4"),
+]
+
+
+@pytest.mark.parametrize(("content", "line", "problem"), BAD_INPUTS)
+def test_bad_input_names_file_line_and_problem(write_csv, content, line, problem):
+    path = write_csv(content)
+    with pytest.raises(data.CsvFormatError) as raised:
+        data.parse_csv(path)
+    message = str(raised.value)
+    assert message.startswith(str(path))
+    assert problem in message
+    assert raised.value.line == line
+    if line is not None:
+        assert f"line {line}:" in message
+
+
+def test_bad_line_number_is_exact_in_later_chunks(small_dataset, write_csv):
+    images, labels, usage = small_dataset
+    text = csv_text(images, labels, usage).splitlines()
+    text[41] = text[41].replace(",Training", ",Train").replace(",PublicTest", ",Train").replace(",PrivateTest", ",Train")
+    path = write_csv("\n".join(text) + "\n")
+    with pytest.raises(data.CsvFormatError, match="line 42: unknown Usage 'Train'"):
+        data.parse_csv(path, chunk_bytes=20000, workers=2)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.csv"):
+        data.parse_csv(tmp_path / "nowhere.csv")
+
+
+def test_content_hashes_find_equal_images(rng):
+    images = rng.integers(0, 256, size=(50, 48, 48), dtype=np.uint8)
+    images[10] = images[3]
+    hashes = data.content_hashes(images)
+    assert hashes[10] == hashes[3]
+    assert len(set(hashes.tolist())) == 49
+    pd.testing.assert_series_equal(pd.Series(data.content_hashes(images[:20])), pd.Series(hashes[:20]))

@@ -1,0 +1,43 @@
+"""Metrics against hand-computed values; ensembles give valid probabilities."""
+
+import numpy as np
+import pytest
+
+from emotionnet import evaluate, models
+
+
+def test_metrics_by_hand():
+    labels = np.array([0, 0, 1, 1, 2, 3, 3, 3])
+    predicted = np.array([0, 1, 1, 1, 2, 3, 3, 0])
+    probabilities = np.full((8, 7), 0.01)
+    probabilities[np.arange(8), predicted] = 0.94
+    probabilities[[1, 7], [0, 3]] = 0.03  # the true class comes second in both errors
+    metrics = evaluate.classification_metrics(labels, probabilities)
+    assert metrics["accuracy"] == pytest.approx(6 / 8)
+    assert metrics["per_class"]["Angry"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
+    assert metrics["per_class"]["Disgust"]["precision"] == pytest.approx(2 / 3)
+    assert metrics["per_class"]["Happy"]["recall"] == pytest.approx(2 / 3)
+    f1 = [0.5, 0.8, 1.0, 0.8]
+    assert metrics["macro_f1"] == pytest.approx(np.mean(f1))
+    assert metrics["confusion_matrix"][3] == [1, 0, 0, 2, 0, 0, 0]
+    assert metrics["top2_accuracy"] == pytest.approx(1.0)
+    assert metrics["log_loss"] == pytest.approx(-(6 * np.log(0.94) + 2 * np.log(0.03)) / 8)
+
+
+def test_ensemble_of_two_models_on_synthetic_data():
+    from emotionnet import synthetic
+
+    images, labels, _ = synthetic.generate(80, seed=5)
+    members = [models.build("mini_xception"), models.build("vgg_bn", widths=(8, 16))]
+    metrics, table = evaluate.evaluate(members, images, labels, split="val", tta=True)
+    assert metrics["n"] == 80 and 0 <= metrics["accuracy"] <= 1 and "tta" in metrics
+    probabilities = table[[column for column in table if column.startswith("p_")]].to_numpy()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    mean = (evaluate.predict_probabilities(members[0], images) + evaluate.predict_probabilities(members[1], images)) / 2
+    np.testing.assert_allclose(probabilities, mean, rtol=1e-5)
+
+
+def test_empty_split_says_so():
+    metrics, table = evaluate.evaluate([models.build("seed")], np.empty((0, 48, 48), np.uint8), np.empty(0, np.int8), split="test", tta=True)
+    assert metrics["available"] is False and metrics["n"] == 0 and "PrivateTest" in metrics["note"]
+    assert len(table) == 0

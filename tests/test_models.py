@@ -1,0 +1,58 @@
+"""The model registry: every architecture builds, has the documented size, and learns."""
+
+import keras
+import numpy as np
+import pytest
+
+from emotionnet import models, train
+
+
+def test_seed_is_the_reference_architecture():
+    model = models.build("seed")
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["Conv2D", "Conv2D", "MaxPooling2D", "Dropout", "Flatten", "Dense", "Dropout", "Dense"]
+    assert [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)] == [0.25, 0.5]
+    assert model.count_params() == 3_984_775
+    assert model.output_shape == (None, 7)
+    # conv1 46*46*32*9, conv2 44*44*64*32*9, dense 30976*128 + 128*7
+    assert models.multiply_adds(model) == 46 * 46 * 32 * 9 + 44 * 44 * 64 * 32 * 9 + 30976 * 128 + 128 * 7
+
+
+@pytest.mark.parametrize("name", sorted(models.REGISTRY))
+def test_every_model_builds_with_softmax_output(name):
+    model = models.build(name)
+    probabilities = np.asarray(model(np.random.default_rng(0).random((3, 48, 48, 1), dtype=np.float32)))
+    assert probabilities.shape == (3, 7)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert models.multiply_adds(model) > 0
+
+
+def test_mini_xception_is_compact():
+    assert models.build("mini_xception").count_params() < 100_000
+
+
+def test_unknown_architecture_is_named():
+    with pytest.raises(ValueError, match="unknown architecture 'alexnet'"):
+        models.build("alexnet")
+
+
+@pytest.mark.parametrize("name", sorted(models.REGISTRY))
+def test_a_few_steps_lower_the_loss(name):
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, 64)
+    images = (rng.random((64, 48, 48)) * 60 + labels[:, None, None] * 25).astype(np.uint8)
+    settings = {**train.DEFAULTS, "architecture": name, "learning_rate": 3e-3, "optimizer": "adam"}
+    model = train.build_compiled_model(settings, steps_per_epoch=4)
+    dataset = train.make_dataset(images, labels, 16)
+    losses = model.fit(dataset, epochs=6, shuffle=False, verbose=0).history["loss"]
+    assert losses[-1] < losses[0]
+
+
+def test_model_with_code_is_refused(tmp_path):
+    inputs = keras.Input((48, 48, 1))
+    outputs = keras.layers.Lambda(lambda tensor: tensor * 2)(inputs)
+    path = tmp_path / "lambda.keras"
+    keras.Model(inputs, outputs).save(path)
+    with pytest.raises(models.UnsafeModelError, match="lambda.keras: refused to load"):
+        models.load(path)

@@ -1,0 +1,86 @@
+"""The parse stage's outputs: split arrays, table, audit, drops, and nothing left on failure."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import csv_text
+from emotionnet import data, prepare
+
+SETTINGS = {"split_fractions": {"train": 0.8, "val": 0.1, "test": 0.1}, "seed": 0, "blank_std": 2.0, "drop_blank": True, "drop_cross_split_duplicates": True}
+
+
+def _outputs(folder):
+    names = [f"{split}_{kind}" for split in data.SPLITS for kind in ("images", "labels")]
+    outputs = {name: folder / f"{name}.npy" for name in names}
+    return {**outputs, "table": folder / "table.parquet", "audit": folder / "audit.json"}
+
+
+def test_splits_table_and_audit(small_dataset, write_csv, tmp_path):
+    images, labels, usage = small_dataset
+    images[5] = 17  # blank
+    usage[5] = "Training"
+    usage[6], usage[7] = "Training", "PublicTest"
+    images[6] = images[7]  # train image leaking into val
+    labels[6] = labels[7]
+    outputs = _outputs(tmp_path / "out")
+    summary = prepare.prepare(write_csv(csv_text(images, labels, usage)), outputs, **SETTINGS)
+    table = pd.read_parquet(outputs["table"])
+    assert len(table) == 60 and table["line"].tolist() == list(range(2, 62))
+    assert table.loc[5, "blank"] and not table.loc[5, "used"]
+    assert table.loc[6, "in_other_split"] and not table.loc[6, "used"]
+    assert table.loc[7, "used"]
+    assert summary["cross_split_duplicates"]["train-val"] == 1
+    assert summary["dropped_from_train"] == 2
+    assert json.loads(outputs["audit"].read_text()) == summary
+    for split, usage_name in (("train", "Training"), ("val", "PublicTest"), ("test", "PrivateTest")):
+        keep = (usage == usage_name) & ~np.isin(np.arange(60), [5, 6])
+        split_images, split_labels = prepare.load_arrays(outputs[f"{split}_images"], outputs[f"{split}_labels"])
+        np.testing.assert_array_equal(split_images, images[keep])
+        np.testing.assert_array_equal(split_labels, labels[keep])
+        assert split_images.dtype == np.uint8 and split_labels.dtype == np.int8
+        rows = table[(table["split"] == split) & table["used"]]
+        assert rows["index_in_split"].tolist() == list(range(keep.sum()))
+        assert summary["splits"][split]["per_class"] == {name: int((labels[usage == usage_name] == k).sum()) for k, name in enumerate(data.EMOTIONS)}
+
+
+def test_keeps_everything_when_drops_are_off(small_dataset, write_csv, tmp_path):
+    images, labels, usage = small_dataset
+    images[5] = 0
+    usage[5] = "Training"
+    outputs = _outputs(tmp_path)
+    prepare.prepare(write_csv(csv_text(images, labels, usage)), outputs, **{**SETTINGS, "drop_blank": False, "drop_cross_split_duplicates": False})
+    assert len(np.load(outputs["train_images"])) == (usage == "Training").sum()
+
+
+def test_stratified_split_without_usage(rng, write_csv, tmp_path):
+    images = rng.integers(0, 256, size=(200, 48, 48), dtype=np.uint8)
+    labels = np.repeat(np.arange(4), 50)
+    outputs = _outputs(tmp_path)
+    path = write_csv(csv_text(images, labels, header="emotion,pixels"))
+    summary = prepare.prepare(path, outputs, **SETTINGS)
+    assert [summary["splits"][split]["rows"] for split in data.SPLITS] == [160, 20, 20]
+    assert summary["splits"]["val"]["per_class"]["Angry"] == 5
+    again = _outputs(tmp_path / "again")
+    prepare.prepare(path, again, **SETTINGS)
+    np.testing.assert_array_equal(np.load(outputs["val_images"]), np.load(again["val_images"]))
+
+
+def test_no_test_rows_gives_empty_test_split(small_dataset, write_csv, tmp_path):
+    images, labels, usage = small_dataset
+    usage[usage == "PrivateTest"] = "PublicTest"
+    outputs = _outputs(tmp_path)
+    summary = prepare.prepare(write_csv(csv_text(images, labels, usage)), outputs, **SETTINGS)
+    assert not summary["has_test_split"]
+    assert np.load(outputs["test_images"]).shape == (0, 48, 48)
+
+
+def test_failure_leaves_no_output(small_dataset, write_csv, tmp_path):
+    images, labels, usage = small_dataset
+    text = csv_text(images, labels, usage).replace(",PublicTest", ",Public", 1)
+    folder = tmp_path / "out"
+    with pytest.raises(data.CsvFormatError, match="unknown Usage 'Public'"):
+        prepare.prepare(write_csv(text), _outputs(folder), **SETTINGS)
+    assert list(folder.iterdir()) == []

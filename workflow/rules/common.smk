@@ -1,0 +1,130 @@
+"""Config validation and the helpers that turn config into rule inputs and params.
+
+Nothing here imports TensorFlow: parsing the DAG stays fast."""
+
+import copy
+from pathlib import Path
+
+from snakemake.utils import validate
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+SPLITS = ["train", "val", "test"]
+EVAL_SPLITS = ["val", "test"]
+DATASET = config["dataset"]
+
+
+def _check_config():
+    datasets, models = config["datasets"], config["models"]
+    if DATASET not in datasets:
+        raise ValueError(f"config key 'dataset': {DATASET!r} is not one of datasets: {', '.join(datasets)}")
+    for name, dataset in datasets.items():
+        if dataset["source"] == "csv" and "csv" not in dataset:
+            raise ValueError(f"config key 'datasets.{name}.csv' is required when source is 'csv'")
+        for model in dataset["models"]:
+            if model not in models:
+                raise ValueError(f"config key 'datasets.{name}.models': unknown model {model!r}; defined: {', '.join(models)}")
+        for ensemble, members in dataset.get("ensembles", {}).items():
+            unknown = [member for member in members if member not in dataset["models"]]
+            if unknown:
+                raise ValueError(f"config key 'datasets.{name}.ensembles.{ensemble}': {unknown} not in datasets.{name}.models")
+        for model in dataset.get("overrides", {}):
+            if model not in models:
+                raise ValueError(f"config key 'datasets.{name}.overrides.{model}': no such model")
+
+
+_check_config()
+
+wildcard_constraints:
+    dataset="|".join(config["datasets"]),
+    model="|".join(config["models"]),
+    split="train|val|test",
+    eval_split="val|test",
+
+
+def dataset_models(dataset):
+    return config["datasets"][dataset]["models"]
+
+
+def dataset_ensembles(dataset):
+    return config["datasets"][dataset].get("ensembles", {})
+
+
+def _merge(base, update):
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def model_settings(wildcards):
+    """The model's config block with the dataset's overrides merged in (without the seed)."""
+    overrides = config["datasets"][wildcards.dataset].get("overrides", {}).get(wildcards.model, {})
+    settings = _merge(config["models"][wildcards.model], overrides)
+    settings.pop("seed", None)
+    return settings
+
+
+def model_seed(wildcards):
+    overrides = config["datasets"][wildcards.dataset].get("overrides", {}).get(wildcards.model, {})
+    return overrides.get("seed", config["models"][wildcards.model].get("seed", config["seed"]))
+
+
+def checkpoint_dir(wildcards):
+    return f"results/{wildcards.dataset}/models/{wildcards.model}/checkpoint"
+
+
+def csv_source(wildcards):
+    """The raw CSV of a dataset: generated for 'synthetic', the user's file for 'csv'."""
+    dataset = config["datasets"][wildcards.dataset]
+    if dataset["source"] == "synthetic":
+        return f"results/{wildcards.dataset}/data/source.csv"
+    path = Path(dataset["csv"])
+    if not path.exists() and Path(f"{path}.gz").exists():
+        return f"{path}.gz"
+    if not path.exists():
+        raise FileNotFoundError(f"datasets.{wildcards.dataset}.csv: {path} does not exist (nor {path}.gz); see data/README.md")
+    return str(path)
+
+
+def synthetic_settings(wildcards):
+    return config["datasets"][wildcards.dataset]["synthetic"]
+
+
+def parse_settings(wildcards):
+    parse = config["parse"]
+    return {
+        "split_fractions": parse["split_fractions"],
+        "seed": parse["split_seed"],
+        "blank_std": parse["blank_std"],
+        "drop_blank": parse["drop_blank_from_train"],
+        "drop_cross_split_duplicates": parse["drop_cross_split_duplicates_from_train"],
+        "chunk_bytes": int(parse["chunk_mb"] * 2**20),
+    }
+
+
+def train_gpus(wildcards):
+    return config.get("resources", {}).get("train_gpus", 0)
+
+
+def ensemble_models(wildcards):
+    members = dataset_ensembles(wildcards.dataset)[wildcards.ensemble]
+    return [f"results/{wildcards.dataset}/models/{member}/model.keras" for member in members]
+
+
+def model_dir(dataset, model):
+    return f"results/{dataset}/models/{model}"
+
+
+def final_outputs():
+    """Everything `snakemake` builds by default for the configured dataset."""
+    root = f"results/{DATASET}"
+    outputs = [f"{root}/report/models.csv", f"{root}/report/time_to_accuracy.png", f"{root}/report/class_distribution.png"]
+    for model in dataset_models(DATASET):
+        outputs.append(f"{model_dir(DATASET, model)}/summary.md")
+        outputs += [f"{model_dir(DATASET, model)}/report/{split}/confusion.png" for split in EVAL_SPLITS]
+        outputs.append(f"{model_dir(DATASET, model)}/report/curves.png")
+    for ensemble in dataset_ensembles(DATASET):
+        outputs += [f"{root}/ensembles/{ensemble}/eval/{split}/metrics.json" for split in EVAL_SPLITS]
+    return outputs

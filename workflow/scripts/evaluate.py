@@ -1,0 +1,16 @@
+"""Rules evaluate and ensemble: metrics and predictions of one model (or the mean of several) on
+one split. The test split is read here and nowhere else."""
+import json
+
+from emotionnet import evaluate, models, prepare, runtime
+
+with runtime.job(snakemake.log[0], f"{snakemake.rule} {snakemake.wildcards.eval_split}"):
+    runtime.configure(threads=snakemake.threads)
+    paths = snakemake.input.models if snakemake.rule == "ensemble" else [snakemake.input.model]
+    loaded = [models.load(path) for path in paths]
+    images, labels = prepare.load_arrays(snakemake.input.images, snakemake.input.labels)
+    metrics, predictions = evaluate.evaluate(loaded, images, labels, split=snakemake.wildcards.eval_split, tta=snakemake.params.tta, batch_size=snakemake.params.batch_size)
+    metrics["members"] = list(paths)
+    with open(snakemake.output.metrics, "w") as stream:
+        json.dump(metrics, stream, indent=2)
+    predictions.to_parquet(snakemake.output.predictions, index=False)
