@@ -1,0 +1,142 @@
+"""The ``emotionnet`` command: predict on photos, evaluate a model on a CSV, export a model."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from emotionnet import data
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="emotionnet", description="Facial expression recognition (FER2013's 7 emotions).")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    predict = commands.add_parser("predict", help="find faces in photos and classify their expressions")
+    predict.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
+    predict.add_argument("--model", help="a .keras model (default: the shipped pretrained model)")
+    predict.add_argument("--out", default="predictions", help="output folder (default: ./predictions)")
+    predict.add_argument("--format", choices=["json", "csv"], default="json", help="format of the per-face records")
+    predict.add_argument("--no-detect", action="store_true", help="treat every input as an already-cropped face")
+    predict.add_argument("--no-annotate", action="store_true", help="do not write annotated copies of the images")
+    predict.add_argument("--no-tta", action="store_true", help="classify the crop only, not also its mirror image")
+
+    evaluate = commands.add_parser("evaluate", help="metrics of a model on a FER2013-format CSV")
+    evaluate.add_argument("model", help="a .keras model")
+    evaluate.add_argument("csv", help="FER2013-format CSV (.csv or .csv.gz)")
+    evaluate.add_argument("--usage", choices=list(data.USAGE_TO_SPLIT), help="only rows of this Usage (default: all rows)")
+    evaluate.add_argument("--tta", action="store_true", help="also report mirror test-time augmentation")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+    export = commands.add_parser("export", help="export a model for deployment and check it against Keras")
+    export.add_argument("model", help="a .keras model")
+    export.add_argument("--format", choices=["onnx", "tflite", "savedmodel"], required=True)
+    export.add_argument("--out", help="output path (default: next to the model)")
+    export.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed output difference")
+    return parser
+
+
+def _progress(index, total, path, stream=sys.stderr):
+    if total > 1:
+        stream.write(f"\r[{index}/{total}] {str(path)[-60:]:<60}")
+        if index == total:
+            stream.write("\n")
+        stream.flush()
+
+
+def run_predict(args) -> int:
+    from emotionnet import models, predict
+
+    model_path = Path(args.model) if args.model else predict.default_model_path()
+    if not model_path.exists():
+        print(f"error: model file {model_path} not found", file=sys.stderr)
+        return 2
+    model = models.load(model_path)
+    detector = None if args.no_detect else predict.face_detector()
+    files = predict.collect_images(args.inputs)
+    if not files:
+        print("error: no image files found in the given inputs", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, failures = [], []
+    for index, path in enumerate(files, start=1):
+        result = predict.predict_image(path, model, detector, detect=not args.no_detect, tta=not args.no_tta)
+        _progress(index, len(files), path)
+        if result.error:
+            failures.append(result.error)
+            print(f"\nskipped: {result.error}" if len(files) > 1 else f"skipped: {result.error}", file=sys.stderr)
+            continue
+        rows += predict.records(result)
+        if not args.no_annotate:
+            predict.annotate(path, result, out / f"{path.stem}_annotated.png")
+    _write_records(rows, out / f"predictions.{args.format}", args.format)
+    print(f"{len(rows)} face(s) in {len(files) - len(failures)} of {len(files)} image(s); records in {out / f'predictions.{args.format}'}")
+    return 1 if failures else 0
+
+
+def _write_records(rows, path, fmt):
+    if fmt == "json":
+        path.write_text(json.dumps(rows, indent=1) + "\n")
+        return
+    columns = ["file", "face", "x", "y", "width", "height", "emotion"] + [name.lower() for name in data.EMOTIONS]
+    with open(path, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def run_evaluate(args) -> int:
+    from emotionnet import evaluate, models
+
+    parsed = data.parse_csv(args.csv)
+    rows = np.ones(len(parsed.labels), bool)
+    if args.usage:
+        rows = parsed.split_codes == list(data.USAGE_TO_SPLIT).index(args.usage)
+        if not rows.any():
+            print(f"error: {args.csv} has no rows with Usage {args.usage}", file=sys.stderr)
+            return 2
+    model = models.load(args.model)
+    metrics, _ = evaluate.evaluate([model], parsed.images[rows], parsed.labels[rows], split=args.usage or "all", tta=args.tta)
+    metrics["members"] = [str(args.model)]
+    if args.json:
+        print(json.dumps(metrics))
+        return 0
+    print(f"{args.model} on {args.csv} ({args.usage or 'all rows'}): n={metrics['n']}  accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  top-2 {metrics['top2_accuracy']:.4f}  log loss {metrics['log_loss']:.4f}")
+    if "tta" in metrics:
+        print(f"with mirror TTA: accuracy {metrics['tta']['accuracy']:.4f}  macro-F1 {metrics['tta']['macro_f1']:.4f}")
+    print(f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
+    for name, scores in metrics["per_class"].items():
+        print(f"{name:<10}{scores['precision']:>10.3f}{scores['recall']:>10.3f}{scores['f1']:>10.3f}{scores['support']:>10}")
+    return 0
+
+
+def run_export(args) -> int:
+    from emotionnet import export
+
+    out = export.export(args.model, args.format, args.out)
+    difference = export.verify(args.model, out, args.format)
+    print(f"exported {out}; max abs difference against Keras on sample inputs: {difference:.2e}")
+    if difference > args.tolerance:
+        print(f"error: difference {difference:.2e} is above the tolerance {args.tolerance:.0e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    runners = {"predict": run_predict, "evaluate": run_evaluate, "export": run_export}
+    try:
+        return runners[args.command](args)
+    except (data.CsvFormatError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

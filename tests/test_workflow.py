@@ -1,0 +1,145 @@
+"""The whole DAG on a small synthetic dataset, in a scratch copy of the project."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workflow_helpers import copy_workflow, planned_rules, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+CONFIG = {
+    "dataset": "synthetic",
+    "datasets": {
+        "synthetic": {
+            "source": "synthetic",
+            "synthetic": {"n_images": 2800, "seed": 2013, "label_noise": 0.0, "split_fractions": {"train": 0.7, "val": 0.15, "test": 0.15}},
+            "models": ["seed", "compact"],
+            "ensembles": {"both": ["seed", "compact"]},
+            "overrides": {"seed": {"epochs": 6}, "compact": {"epochs": 8}},
+        }
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A project copy on which the whole workflow has run once."""
+    folder = copy_workflow(tmp_path_factory.mktemp("project"))
+    config = write_config(folder, CONFIG)
+    snakemake(folder, "--cores", "2", "--set-threads", "train=1", "--configfile", config)
+    return folder, config
+
+
+def test_every_artifact_exists_and_is_sane(project):
+    folder, _ = project
+    results = folder / "results" / "synthetic"
+    audit = json.loads((results / "data" / "audit.json").read_text())
+    assert audit["splits"]["train"]["rows"] == 1960 and audit["has_test_split"]
+    assert np.load(results / "data" / "val_images.npy").shape == (420, 48, 48)
+    for model in ("seed", "compact"):
+        model_dir = results / "models" / model
+        history = pd.read_csv(model_dir / "history.csv")
+        assert list(history.columns) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds", "elapsed_seconds"]
+        assert history["epoch"].tolist() == list(range(1, len(history) + 1))
+        assert (history["elapsed_seconds"].diff().dropna() > 0).all()
+        for split in ("val", "test"):
+            metrics = json.loads((model_dir / "eval" / split / "metrics.json").read_text())
+            assert metrics["n"] == 420 and len(metrics["confusion_matrix"]) == 7 and "tta" in metrics
+            predictions = pd.read_parquet(model_dir / "eval" / split / "predictions.parquet")
+            assert len(predictions) == 420
+            for figure in ("confusion", "per_class", "examples"):
+                assert (model_dir / "report" / split / f"{figure}.png").stat().st_size > 5000
+        assert (model_dir / "report" / "curves.png").stat().st_size > 5000
+        summary = (model_dir / "summary.md").read_text()
+        assert "accuracy" in summary and "best validation accuracy" in summary
+        assert not (model_dir / "checkpoint").exists()
+    table = pd.read_csv(results / "report" / "models.csv")
+    assert table["name"].tolist() == ["seed", "compact", "ensemble both"]
+    assert json.loads((results / "ensembles" / "both" / "eval" / "val" / "metrics.json").read_text())["n"] == 420
+
+
+def test_cnn_clearly_beats_chance_and_majority(project):
+    folder, _ = project
+    results = folder / "results" / "synthetic"
+    labels = np.load(results / "data" / "val_labels.npy")
+    majority = np.bincount(labels).max() / len(labels)
+    best = max(json.loads((results / "models" / model / "eval" / "val" / "metrics.json").read_text())["accuracy"] for model in ("seed", "compact"))
+    assert best > max(majority, 1 / 7) + 0.25
+
+
+def test_second_run_has_nothing_to_do(project):
+    folder, config = project
+    result = snakemake(folder, "-n", "--configfile", config)
+    assert "Nothing to be done" in result.output, result.output[-2000:]
+
+
+def test_report_option_change_does_not_retrain(project):
+    folder, config = project
+    changed = write_config(folder, {"report": {"examples": 12, "dpi": 80}}, name="report.yaml")
+    planned = planned_rules(snakemake(folder, "-n", "--configfile", config, changed).output)
+    assert "plot_evaluation" in planned
+    assert planned.isdisjoint({"train", "parse", "evaluate", "synthetic_csv"})
+
+
+def test_model_change_retrains_only_that_model(project):
+    folder, config = project
+    changed = dict(CONFIG, models={"compact": {"architecture": "mini_xception", "epochs": 60, "learning_rate": 0.001}})
+    result = snakemake(folder, "-n", "--configfile", write_config(folder, changed, name="compact.yaml"))
+    assert "train" in planned_rules(result.output)
+    assert "models/compact/model.keras" in result.output and "models/seed/model.keras" not in result.output
+
+
+def test_one_artifact_regenerates_alone(project):
+    folder, config = project
+    results = folder / "results" / "synthetic"
+    target = results / "models" / "seed" / "report" / "curves.png"
+    model_time = (results / "models" / "seed" / "model.keras").stat().st_mtime_ns
+    target.unlink()
+    result = snakemake(folder, target.relative_to(folder), "--cores", "1", "--configfile", config)
+    assert planned_rules(result.output) == {"plot_history"}
+    assert target.exists() and (results / "models" / "seed" / "model.keras").stat().st_mtime_ns == model_time
+
+
+def test_html_report_builds(project):
+    folder, config = project
+    snakemake(folder, "--report", "report.html", "--configfile", config)
+    assert (folder / "report.html").stat().st_size > 50_000
+
+
+def test_bad_config_key_fails_at_start_up(tmp_path):
+    folder = copy_workflow(tmp_path / "project")
+    bad = write_config(folder, {"models": {"seed": {"architecture": "seed", "epoch": 3}}})
+    result = snakemake(folder, "-n", "--configfile", bad, check=False)
+    assert result.returncode != 0 and "epoch" in result.output and "Additional properties" in result.output
+
+
+def test_bad_csv_fails_parse_naming_the_line(tmp_path):
+    folder = copy_workflow(tmp_path / "project")
+    csv = folder / "bad.csv"
+    csv.write_text("emotion,pixels,Usage\n" + f"3,{'1 ' * 2303}1,Training\n" + f"9,{'1 ' * 2303}1,Training\n")
+    config = write_config(folder, {"dataset": "mine", "datasets": {"mine": {"source": "csv", "csv": "bad.csv", "models": ["seed"]}}})
+    result = snakemake(folder, "results/mine/data/audit.json", "--cores", "1", "--configfile", config, check=False)
+    assert result.returncode != 0
+    assert "bad.csv: line 3: emotion label '9' is not an integer 0-6" in result.output
+    assert not (folder / "results" / "mine" / "data").exists() or not any((folder / "results" / "mine" / "data").glob("*.npy"))
+
+
+def test_linear_model_on_pixels_does_clearly_worse(project):
+    """The synthetic task is learnable but not trivial: softmax regression on raw pixels trails the CNN."""
+    import keras
+
+    folder, _ = project
+    data_dir = folder / "results" / "synthetic" / "data"
+    train_images, train_labels = np.load(data_dir / "train_images.npy"), np.load(data_dir / "train_labels.npy")
+    val_images, val_labels = np.load(data_dir / "val_images.npy"), np.load(data_dir / "val_labels.npy")
+    keras.utils.set_random_seed(0)
+    linear = keras.Sequential([keras.Input((2304,)), keras.layers.Dense(7, activation="softmax")])
+    linear.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = linear.fit(train_images.reshape(len(train_images), -1) / 255.0, train_labels, epochs=40, batch_size=64, verbose=0,
+                         validation_data=(val_images.reshape(len(val_images), -1) / 255.0, val_labels))
+    linear_best = max(history.history["val_accuracy"])
+    cnn_best = max(json.loads((folder / "results" / "synthetic" / "models" / model / "eval" / "val" / "metrics.json").read_text())["accuracy"] for model in ("seed", "compact"))
+    assert cnn_best > linear_best + 0.15, (cnn_best, linear_best)
