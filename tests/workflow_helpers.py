@@ -37,9 +37,9 @@ def snakemake(folder: Path, *arguments, check=True, timeout=900):
     return result
 
 
-def planned_rules(output: str) -> set:
-    """Rule names in the job-stats table that a (dry) run prints."""
-    rules, in_table = set(), False
+def planned_rules(output: str) -> dict:
+    """Rule name -> job count, from the job-stats table that a (dry) run prints."""
+    rules, in_table = {}, False
     for line in output.splitlines():
         if line.startswith("job ") and "count" in line:
             in_table = True
@@ -47,5 +47,5 @@ def planned_rules(output: str) -> set:
             name = line.split()[0]
             if name == "total":
                 break
-            rules.add(name)
+            rules[name] = int(line.split()[1])
     return rules
