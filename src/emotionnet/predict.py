@@ -59,12 +59,14 @@ def load_grayscale(path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             with Image.open(path) as image:
                 width, height = image.size
                 if width * height > max_pixels:
-                    raise ImageError(f"{path}: {width}x{height} pixels is more than the limit of {max_pixels:,}")
+                    raise ImageError(f"{path}: too large: {width}x{height} pixels is more than the limit of {max_pixels:,}")
                 image = ImageOps.exif_transpose(image)
                 return _to_gray_array(image)
     except ImageError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageError(f"{path}: too large: refused as a possible decompression bomb ({error})") from None
+    except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"{path}: not a readable image ({error})") from None
 
 

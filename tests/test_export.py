@@ -1,0 +1,37 @@
+"""`emotionnet export`: every format round-trips within tolerance of the Keras model."""
+
+import numpy as np
+import pytest
+
+from emotionnet import cli, export, models
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "compact.keras"
+    model = models.build("mini_xception")
+    # move batch-norm statistics away from their defaults so the export must carry them over
+    for layer in model.layers:
+        if layer.__class__.__name__ == "BatchNormalization":
+            layer.moving_mean.assign(np.random.default_rng(0).normal(0, 0.1, layer.moving_mean.shape))
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite", "savedmodel"])
+def test_export_round_trips(model_file, tmp_path, fmt, capsys):
+    out = tmp_path / f"exported{export.SUFFIXES[fmt]}"
+    assert cli.main(["export", str(model_file), "--format", fmt, "--out", str(out)]) == 0
+    assert "max abs difference" in capsys.readouterr().out
+    assert out.exists()
+    inputs = export.sample_inputs(5, seed=3)
+    expected = np.asarray(models.load(model_file)(inputs, training=False))
+    outputs = export.run_exported(out, fmt, inputs)
+    assert outputs.shape == (5, 7)
+    np.testing.assert_allclose(outputs, expected, atol=1e-4)
+
+
+def test_export_fails_above_the_tolerance(model_file, tmp_path, capsys):
+    code = cli.main(["export", str(model_file), "--format", "tflite", "--out", str(tmp_path / "m.tflite"), "--tolerance", "0"])
+    assert code == 1 and "above the tolerance" in capsys.readouterr().err
+

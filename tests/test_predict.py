@@ -1,0 +1,171 @@
+"""`emotionnet predict` on real and broken images, and the image loader behind it."""
+
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from emotionnet import cli, models, predict
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    """A small untrained model saved as .keras (predictions need only be well-formed here)."""
+    path = tmp_path_factory.mktemp("model") / "compact.keras"
+    models.build("mini_xception").save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def astronaut(tmp_path_factory):
+    """A real photograph with one face, shipped by scikit-image."""
+    from skimage import data as skimage_data
+
+    path = tmp_path_factory.mktemp("photos") / "astronaut.jpg"
+    Image.fromarray(skimage_data.astronaut()).save(path, quality=92)
+    return path
+
+
+def _run(arguments, capsys):
+    code = cli.main(arguments)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_astronaut_gives_one_well_formed_record_and_an_annotated_copy(astronaut, model_file, tmp_path, capsys):
+    code, out, _ = _run(["predict", str(astronaut), "--model", str(model_file), "--out", str(tmp_path)], capsys)
+    assert code == 0, out
+    records = json.loads((tmp_path / "predictions.json").read_text())
+    assert len(records) == 1
+    record = records[0]
+    assert record["file"] == str(astronaut) and record["emotion"] in {"Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"}
+    probabilities = [record[name] for name in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")]
+    assert sum(probabilities) == pytest.approx(1.0, abs=1e-4)
+    # the astronaut's face is in the upper middle of the 512x512 photo
+    assert 120 < record["x"] + record["width"] / 2 < 300 and 40 < record["y"] + record["height"] / 2 < 200
+    annotated = Image.open(tmp_path / "astronaut_annotated.png")
+    assert annotated.size == (512, 512) and annotated.mode == "RGB"
+
+
+def test_csv_records_and_no_detect(astronaut, model_file, tmp_path, capsys):
+    code, _, _ = _run(["predict", str(astronaut), "--model", str(model_file), "--out", str(tmp_path), "--format", "csv", "--no-detect"], capsys)
+    assert code == 0
+    lines = (tmp_path / "predictions.csv").read_text().splitlines()
+    assert lines[0].startswith("file,face,x,y,width,height,emotion,angry")
+    assert lines[1].split(",")[2:6] == ["0", "0", "512", "512"]  # the whole image is the face
+
+
+def _png_claiming_size(path, width, height):
+    """A tiny PNG whose header claims width x height pixels (a decompression-bomb shape)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + header
+    ihdr = struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    body = zlib.compress(b"\x00" * 10)
+    idat = struct.pack(">I", len(body)) + b"IDAT" + body + struct.pack(">I", zlib.crc32(b"IDAT" + body))
+    iend = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + ihdr + idat + iend)
+    return path
+
+
+@pytest.fixture
+def bad_files(tmp_path, astronaut):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    truncated = folder / "truncated.jpg"
+    truncated.write_bytes(astronaut.read_bytes()[:2000])
+    (folder / "notes.jpg").write_text("this is not an image\n")
+    (folder / "empty.png").write_bytes(b"")
+    _png_claiming_size(folder / "bomb.png", 100_000, 100_000)
+    Image.new("L", (200, 200), 128).save(folder / "blank.png")  # readable, but no face
+    return folder
+
+
+def test_bad_files_get_a_message_each_and_the_good_one_is_still_processed(bad_files, astronaut, model_file, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    code, out, err = _run(["predict", str(bad_files), str(astronaut), "--model", str(model_file), "--out", str(out_dir)], capsys)
+    assert code == 1
+    for name, reason in [("truncated.jpg", "not a readable image"), ("notes.jpg", "not a readable image"), ("empty.png", "not a readable image"), ("bomb.png", "too large"), ("blank.png", "no face found")]:
+        assert any(name in line and reason in line for line in err.splitlines()), (name, err)
+    records = json.loads((out_dir / "predictions.json").read_text())
+    assert [record["file"] for record in records] == [str(astronaut)]
+    assert "1 face(s) in 1 of 6 image(s)" in out
+
+
+def test_missing_model_and_empty_input_are_clear_errors(tmp_path, capsys):
+    code, _, err = _run(["predict", str(tmp_path), "--model", str(tmp_path / "nope.keras")], capsys)
+    assert code == 2 and "nope.keras not found" in err
+    model = tmp_path / "m.keras"
+    models.build("seed").save(model)
+    code, _, err = _run(["predict", str(tmp_path), "--model", str(model)], capsys)
+    assert code == 2 and "no image files" in err
+
+
+def test_images_above_the_pixel_limit_are_refused_before_decoding(tmp_path):
+    path = tmp_path / "big.png"
+    Image.new("L", (300, 200)).save(path)
+    with pytest.raises(predict.ImageError, match="too large: 300x200 pixels"):
+        predict.load_grayscale(path, max_pixels=50_000)
+
+
+def _gradient(height=40, width=60):
+    return (np.arange(height * width).reshape(height, width) % 251).astype(np.uint8)
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
+    values = _gradient().astype(np.uint16) * 257  # 0..64250
+    path = tmp_path / "deep.png"
+    Image.fromarray(values).save(path)
+    assert Image.open(path).mode.startswith("I")
+    np.testing.assert_array_equal(predict.load_grayscale(path), _gradient())
+
+
+def test_rgba_is_composited_on_white(tmp_path):
+    rgba = np.zeros((10, 10, 4), np.uint8)
+    rgba[..., 3] = 0  # fully transparent black
+    rgba[:5, :, 3] = 255  # opaque black top half
+    path = tmp_path / "alpha.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    gray = predict.load_grayscale(path)
+    assert (gray[:5] == 0).all() and (gray[5:] == 255).all()
+
+
+def test_palette_and_cmyk_images_match_their_rgb_source(tmp_path):
+    rgb = Image.fromarray(np.stack([_gradient(), _gradient()[::-1], np.full((40, 60), 90, np.uint8)], axis=-1), "RGB")
+    expected = np.asarray(rgb.convert("L"), dtype=np.int16)
+    palette = tmp_path / "palette.png"
+    rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=256).save(palette)
+    cmyk = tmp_path / "cmyk.tif"
+    rgb.convert("CMYK").save(cmyk)
+    assert Image.open(palette).mode == "P" and Image.open(cmyk).mode == "CMYK"
+    for path in (palette, cmyk):
+        gray = predict.load_grayscale(path).astype(np.int16)
+        assert gray.shape == (40, 60)
+        assert np.abs(gray - expected).mean() < 6, path
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    image = Image.fromarray(_gradient(40, 60))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif.tobytes())
+    gray = predict.load_grayscale(path)
+    assert gray.shape == (60, 40)
+
+
+def test_crop_near_the_border_is_padded_to_a_square_48x48(rng):
+    gray = rng.integers(0, 256, (100, 80), dtype=np.uint8)
+    crop = predict.crop_face(gray, (60, 70, 30, 30))
+    assert crop.shape == (48, 48) and crop.dtype == np.uint8
+
+
+def test_mirror_tta_keeps_the_class_of_a_symmetric_face(model_file):
+    model = models.load(model_file)
+    half = np.random.default_rng(1).integers(0, 256, (4, 48, 24), dtype=np.uint8)
+    symmetric = np.concatenate([half, half[:, :, ::-1]], axis=2)
+    plain = predict.classify_faces(model, symmetric, tta=False)
+    mirrored = predict.classify_faces(model, symmetric, tta=True)
+    np.testing.assert_allclose(plain, mirrored, atol=1e-5)
