@@ -143,3 +143,39 @@ def test_linear_model_on_pixels_does_clearly_worse(project):
     linear_best = max(history.history["val_accuracy"])
     cnn_best = max(json.loads((folder / "results" / "synthetic" / "models" / model / "eval" / "val" / "metrics.json").read_text())["accuracy"] for model in ("seed", "compact"))
     assert cnn_best > linear_best + 0.15, (cnn_best, linear_best)
+
+
+def test_export_and_predict_rules(project):
+    from PIL import Image
+    from skimage import data as skimage_data
+
+    folder, config = project
+    photos = folder / "data" / "photos"
+    photos.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(skimage_data.astronaut()).save(photos / "astronaut.png")
+    (photos / "broken.jpg").write_text("not an image")
+    models_dir = folder / "results" / "synthetic" / "models" / "seed"
+    records = folder / "results" / "synthetic" / "predictions" / "seed" / "predictions.csv"
+    snakemake(folder, models_dir / "model.onnx", models_dir / "model.tflite", records, "--cores", "2", "--configfile", config)
+    assert (models_dir / "model.onnx").stat().st_size > 10_000 and (models_dir / "model.tflite").stat().st_size > 10_000
+    table = pd.read_csv(records)
+    assert table["file"].str.endswith("astronaut.png").tolist() == [True]
+    assert np.isclose(table[["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]].sum(axis=1), 1, atol=1e-4).all()
+    assert (records.parent / "annotated" / "astronaut_annotated.png").exists()
+    assert "broken.jpg: not a readable image" in (folder / "results" / "synthetic" / "logs" / "predict" / "seed.log").read_text()
+
+
+def test_evaluate_command_matches_the_evaluate_rule(project, capsys):
+    from emotionnet import cli
+
+    folder, _ = project
+    results = folder / "results" / "synthetic"
+    code = cli.main(["evaluate", str(results / "models" / "compact" / "model.keras"), str(results / "data" / "source.csv"), "--usage", "PublicTest", "--json", "--tta"])
+    assert code == 0
+    from_command = json.loads(capsys.readouterr().out)
+    from_rule = json.loads((results / "models" / "compact" / "eval" / "val" / "metrics.json").read_text())
+    assert from_command["n"] == from_rule["n"] == 420
+    for key in ("accuracy", "macro_f1", "confusion_matrix"):
+        assert from_command[key] == from_rule[key], key
+    assert from_command["tta"]["accuracy"] == from_rule["tta"]["accuracy"]
+    assert from_command["log_loss"] == pytest.approx(from_rule["log_loss"], abs=1e-6)

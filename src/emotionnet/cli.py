@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -41,12 +40,15 @@ def _parser():
     return parser
 
 
-def _progress(index, total, path, stream=sys.stderr):
+def _progress(index, total, result, stream=sys.stderr):
+    """One status line per file; a bar that rewrites itself when there are many files."""
+    if result.error:
+        stream.write(("\n" if total > 1 else "") + f"skipped: {result.error}\n")
     if total > 1:
-        stream.write(f"\r[{index}/{total}] {str(path)[-60:]:<60}")
+        stream.write(f"\r[{index}/{total}] {str(result.path)[-60:]:<60}")
         if index == total:
             stream.write("\n")
-        stream.flush()
+    stream.flush()
 
 
 def run_predict(args) -> int:
@@ -56,39 +58,17 @@ def run_predict(args) -> int:
     if not model_path.exists():
         print(f"error: model file {model_path} not found", file=sys.stderr)
         return 2
-    model = models.load(model_path)
-    detector = None if args.no_detect else predict.face_detector()
     files = predict.collect_images(args.inputs)
     if not files:
         print("error: no image files found in the given inputs", file=sys.stderr)
         return 2
+    model = models.load(model_path)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows, failures = [], []
-    for index, path in enumerate(files, start=1):
-        result = predict.predict_image(path, model, detector, detect=not args.no_detect, tta=not args.no_tta)
-        _progress(index, len(files), path)
-        if result.error:
-            failures.append(result.error)
-            print(f"\nskipped: {result.error}" if len(files) > 1 else f"skipped: {result.error}", file=sys.stderr)
-            continue
-        rows += predict.records(result)
-        if not args.no_annotate:
-            predict.annotate(path, result, out / f"{path.stem}_annotated.png")
-    _write_records(rows, out / f"predictions.{args.format}", args.format)
-    print(f"{len(rows)} face(s) in {len(files) - len(failures)} of {len(files)} image(s); records in {out / f'predictions.{args.format}'}")
-    return 1 if failures else 0
-
-
-def _write_records(rows, path, fmt):
-    if fmt == "json":
-        path.write_text(json.dumps(rows, indent=1) + "\n")
-        return
-    columns = ["file", "face", "x", "y", "width", "height", "emotion"] + [name.lower() for name in data.EMOTIONS]
-    with open(path, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    rows, errors = predict.predict_files(files, model, out, detect=not args.no_detect, tta=not args.no_tta, annotate_images=not args.no_annotate, on_file=_progress)
+    records_path = out / f"predictions.{args.format}"
+    predict.write_records(rows, records_path, args.format)
+    print(f"{len(rows)} face(s) in {len(files) - len(errors)} of {len(files)} image(s); records in {records_path}")
+    return 1 if errors else 0
 
 
 def run_evaluate(args) -> int:
@@ -123,7 +103,8 @@ def run_export(args) -> int:
     difference = export.verify(args.model, out, args.format)
     print(f"exported {out}; max abs difference against Keras on sample inputs: {difference:.2e}")
     if difference > args.tolerance:
-        print(f"error: difference {difference:.2e} is above the tolerance {args.tolerance:.0e}", file=sys.stderr)
+        export.remove(out)
+        print(f"error: difference {difference:.2e} is above the tolerance {args.tolerance:.0e}; {out} removed", file=sys.stderr)
         return 1
     return 0
 

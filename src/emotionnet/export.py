@@ -41,6 +41,15 @@ def export(model_path, fmt: str, out=None) -> Path:
     return out
 
 
+def remove(path):
+    """Delete an exported file or SavedModel folder (after a failed check)."""
+    path = Path(path)
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _tflite_bytes(model) -> bytes:
     import tensorflow as tf
 

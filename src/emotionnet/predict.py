@@ -178,6 +178,44 @@ def collect_images(inputs) -> list:
     return files
 
 
+def predict_files(files, model, out_dir, *, detect: bool = True, tta: bool = True, annotate_images: bool = True, on_file=None):
+    """Predict every image file, writing annotated copies to ``out_dir``. Returns (records, errors):
+    one record per face, one message per file that failed. ``on_file(index, total, result)`` is
+    called after each file (progress)."""
+    detector = face_detector() if detect else None
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows, errors = [], []
+    for index, path in enumerate(files, start=1):
+        result = predict_image(path, model, detector, detect=detect, tta=tta)
+        if result.error:
+            errors.append(result.error)
+        else:
+            rows += records(result)
+            if annotate_images:
+                annotate(path, result, out_dir / f"{Path(path).stem}_annotated.png")
+        if on_file:
+            on_file(index, len(files), result)
+    return rows, errors
+
+
+RECORD_COLUMNS = ["file", "face", "x", "y", "width", "height", "emotion"] + [name.lower() for name in data.EMOTIONS]
+
+
+def write_records(rows, path, fmt: str):
+    """Per-face records as JSON (a list of objects) or CSV (columns RECORD_COLUMNS)."""
+    import csv
+    import json
+
+    if fmt == "json":
+        Path(path).write_text(json.dumps(rows, indent=1) + "\n")
+        return
+    with open(path, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=RECORD_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def records(result: ImageResult) -> list:
     """Flat per-face records (file, face index, box, emotion, 7 probabilities)."""
     rows = []

@@ -1,0 +1,256 @@
+"""Tests that try to break the pipeline: fuzzed CSVs, killed jobs, reruns, concurrent runs, NaN."""
+
+import json
+import random
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import csv_text
+from emotionnet import data, prepare, train
+from workflow_helpers import SNAKEMAKE, copy_workflow, snakemake, write_config
+
+PREPARE_SETTINGS = {"split_fractions": {"train": 0.8, "val": 0.1, "test": 0.1}, "seed": 0, "blank_std": 2.0, "drop_blank": True, "drop_cross_split_duplicates": True}
+FUZZ_CASES = {"ran": 0, "parsed": 0, "rejected": 0}
+
+
+def _outputs(folder: Path) -> dict:
+    outputs = {f"{split}_{kind}": folder / f"{split}_{kind}.npy" for split in data.SPLITS for kind in ("images", "labels")}
+    return {**outputs, "table": folder / "table.parquet", "audit": folder / "audit.json"}
+
+
+@st.composite
+def mutated_csv(draw):
+    """A valid FER2013 CSV of 1-4 rows, then 0-3 random mutations of its bytes."""
+    rows = draw(st.integers(1, 4))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (rows, 48, 48), dtype=np.uint8)
+    labels = rng.integers(0, 7, rows)
+    usage = rng.choice(["Training", "PublicTest", "PrivateTest"], rows)
+    content = bytearray(csv_text(images, labels, usage, newline=draw(st.sampled_from(["\n", "\r\n"]))).encode())
+    mutations = draw(st.lists(st.sampled_from(["truncate", "delete", "duplicate_field", "drop_field", "corrupt", "delimiter", "quote", "nan", "huge", "non_utf8", "negative", "extra_space"]), max_size=3))
+    for mutation in mutations:
+        position = draw(st.integers(0, max(len(content) - 1, 0)))
+        if mutation == "truncate":
+            del content[position:]
+        elif mutation == "delete":
+            del content[position : position + draw(st.integers(1, 200))]
+        elif mutation == "duplicate_field":
+            content[position:position] = b",Training"
+        elif mutation == "drop_field":
+            line_end = content.find(b"\n", position)
+            comma = content.rfind(b",", 0, line_end if line_end >= 0 else len(content))
+            if comma >= 0:
+                del content[comma:line_end if line_end >= 0 else len(content)]
+        elif mutation == "corrupt":
+            content[position : position + 1] = bytes([draw(st.integers(0, 255))])
+        elif mutation == "delimiter":
+            content = bytearray(content.replace(b",", draw(st.sampled_from([b";", b"\t", b"|"])), draw(st.integers(1, 3))))
+        elif mutation == "quote":
+            content[position:position] = b'"'
+        else:
+            inserted = {"nan": b" NaN", "huge": b" 99999999999999999999999", "non_utf8": b"\xff\xfe\x80", "negative": b" -3", "extra_space": b"  "}[mutation]
+            content[position:position] = inserted
+    return bytes(content), mutations
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case=mutated_csv())
+def test_fuzzed_csv_parses_or_fails_clearly_and_leaves_nothing(case):
+    content, mutations = case
+    FUZZ_CASES["ran"] += 1
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "fuzz.csv"
+        source.write_bytes(content)
+        out = Path(folder) / "out"
+        try:
+            summary = prepare.prepare(source, _outputs(out), **PREPARE_SETTINGS)
+        except data.CsvFormatError as error:
+            FUZZ_CASES["rejected"] += 1
+            assert str(error).startswith(str(source)) and error.problem
+            assert error.line is None or 1 <= error.line <= content.count(b"\n") + 1
+            assert not out.exists() or list(out.iterdir()) == [], "partial output left behind"
+            return
+        FUZZ_CASES["parsed"] += 1
+        total = sum(part["rows"] for part in summary["splits"].values())
+        table = pd.read_parquet(out / "table.parquet")
+        assert len(table) == total
+        for split in data.SPLITS:
+            images = np.load(out / f"{split}_images.npy", allow_pickle=False)
+            labels = np.load(out / f"{split}_labels.npy", allow_pickle=False)
+            assert images.dtype == np.uint8 and images.shape[1:] == (48, 48) and len(images) == len(labels)
+            assert labels.min(initial=0) >= 0 and labels.max(initial=0) <= 6
+        if not mutations:
+            assert total == content.count(b"\n") - 1
+
+
+def test_fuzz_case_count_is_reported():
+    """Runs after the fuzz test (file order): prints how many cases ran and how they ended."""
+    if FUZZ_CASES["ran"] == 0:
+        pytest.skip("run together with test_fuzzed_csv_parses_or_fails_clearly_and_leaves_nothing")
+    print(f"\nfuzzed CSV cases: {FUZZ_CASES}")
+    assert FUZZ_CASES["ran"] >= 400 and FUZZ_CASES["parsed"] > 0 and FUZZ_CASES["rejected"] > 0
+
+
+# --- the workflow under faults -------------------------------------------------------------------
+
+
+def _config(seed=42):
+    return {
+        "seed": seed,
+        "dataset": "synthetic",
+        "datasets": {
+            "synthetic": {
+                "source": "synthetic",
+                "synthetic": {"n_images": 1400, "seed": 7, "label_noise": 0.0, "split_fractions": {"train": 0.7, "val": 0.15, "test": 0.15}},
+                "models": ["seed"],
+                "ensembles": {},
+                "overrides": {"seed": {"epochs": 5, "batch_size": 32}},
+            }
+        },
+    }
+
+
+def _project(root: Path, name: str, seed=42):
+    folder = copy_workflow(root / name)
+    return folder, write_config(folder, _config(seed))
+
+
+def _start(folder, config):
+    return subprocess.Popen([str(SNAKEMAKE), "--cores", "2", "--set-threads", "train=1", "--configfile", str(config)], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _job_process(parent: psutil.Process, script: str):
+    for child in parent.children(recursive=True):
+        try:
+            if any(part.endswith(f".{script}.py") for part in child.cmdline()):
+                return child
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
+def _kill_job(run, script: str, ready=lambda: True, delay: float = 0.0, timeout: float = 300) -> bool:
+    """SIGKILL the job process running workflow/scripts/<script>.py once ``ready()`` holds."""
+    parent = psutil.Process(run.pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and run.poll() is None:
+        job = _job_process(parent, script)
+        if job is not None and ready():
+            time.sleep(delay)
+            job.kill()
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _results(folder):
+    return folder / "results" / "synthetic"
+
+
+def _history(folder):
+    return pd.read_csv(_results(folder) / "models" / "seed" / "history.csv")
+
+
+def _epochs_done(folder):
+    state = _results(folder) / "models" / "seed" / "checkpoint" / "state.json"
+    try:
+        return len(json.loads(state.read_text())["history"])
+    except (OSError, ValueError):
+        return 0
+
+
+def _same_outputs(first, second):
+    for split in data.SPLITS:
+        for kind in ("images", "labels"):
+            name = f"{split}_{kind}.npy"
+            assert np.array_equal(np.load(_results(first) / "data" / name), np.load(_results(second) / "data" / name)), name
+    weights = [(_results(folder) / "models" / "seed" / "model.weights.h5").read_bytes() for folder in (first, second)]
+    assert weights[0] == weights[1], "trained weights differ"
+    for split in ("val", "test"):
+        metrics = [json.loads((_results(folder) / "models" / "seed" / "eval" / split / "metrics.json").read_text()) for folder in (first, second)]
+        assert metrics[0] == metrics[1], split
+    columns = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
+    pd.testing.assert_frame_equal(_history(first)[columns], _history(second)[columns])
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    folder, config = _project(tmp_path_factory.mktemp("reliability"), "reference")
+    snakemake(folder, "--cores", "2", "--set-threads", "train=1", "--configfile", config)
+    return folder
+
+
+@pytest.mark.slow
+def test_same_config_twice_gives_identical_arrays_weights_and_metrics(reference_run, tmp_path):
+    folder, config = _project(tmp_path, "again")
+    snakemake(folder, "--cores", "2", "--set-threads", "train=1", "--configfile", config)
+    _same_outputs(reference_run, folder)
+
+
+@pytest.mark.slow
+def test_killed_parse_train_and_report_jobs_recover_to_the_same_outputs(reference_run, tmp_path):
+    folder, config = _project(tmp_path, "killed")
+    chooser = random.Random()
+    kills = {}
+    # 1. the parse job, at a random moment of its life
+    run = _start(folder, config)
+    kills["parse"] = _kill_job(run, "parse", delay=chooser.uniform(0, 1.5))
+    run.wait(timeout=600)
+    # 2. the train job, mid-way through a random epoch; its retry (retries: 1) resumes from the checkpoint
+    kill_after = chooser.randint(1, 3)
+    run = _start(folder, config)
+    kills["train"] = _kill_job(run, "train", ready=lambda: _epochs_done(folder) >= kill_after, delay=chooser.uniform(0, 0.5))
+    # 3. a report job (figures), at a random moment
+    kills["report"] = _kill_job(run, "plot_evaluation", delay=chooser.uniform(0, 2.0))
+    run.wait(timeout=900)
+    # the next plain run redoes whatever is incomplete
+    snakemake(folder, "--cores", "2", "--set-threads", "train=1", "--configfile", config)
+    assert kills == {"parse": True, "train": True, "report": True}, kills
+    train_log = (_results(folder) / "logs" / "train" / "seed.log").read_text()
+    assert f"resuming from epoch {kill_after}" in train_log or f"resuming from epoch {kill_after + 1}" in train_log, train_log[-2000:]
+    assert _history(folder)["epoch"].tolist() == [1, 2, 3, 4, 5]
+    _same_outputs(reference_run, folder)
+    assert snakemake(folder, "-n", "--configfile", config).output.count("Nothing to be done") == 1
+
+
+@pytest.mark.slow
+def test_other_seed_gives_other_weights_and_a_second_run_is_locked_out(reference_run, tmp_path):
+    folder, config = _project(tmp_path, "other_seed", seed=7)
+    first = _start(folder, config)
+    locks = folder / ".snakemake" / "locks"
+    deadline = time.monotonic() + 120
+    while not (locks.exists() and any(locks.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = snakemake(folder, "--cores", "1", "--configfile", config, check=False)
+    assert second.returncode != 0 and "cannot be locked" in second.output
+    output, _ = first.communicate(timeout=900)
+    assert first.returncode == 0, output[-3000:]
+    weights = [(_results(run) / "models" / "seed" / "model.weights.h5").read_bytes() for run in (reference_run, folder)]
+    assert weights[0] != weights[1]
+
+
+def test_nan_loss_stops_training_with_a_clear_message_and_no_model(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (256, 48, 48), dtype=np.uint8)
+    labels = rng.integers(0, 7, 256)
+    settings = {"architecture": "seed", "epochs": 3, "batch_size": 64, "optimizer": "sgd", "learning_rate": 1e12}
+    with pytest.raises(FloatingPointError, match="training diverged"):
+        train.train(images, labels, images[:64], labels[:64], settings=settings, seed=0, checkpoint_dir=tmp_path / "checkpoint")
+    assert not (tmp_path / "checkpoint" / "best.weights.h5").exists()
+
+
+def test_arrays_are_loaded_without_pickle(tmp_path):
+    np.save(tmp_path / "images.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "labels.npy", np.zeros(1, np.int8))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        prepare.load_arrays(tmp_path / "images.npy", tmp_path / "labels.npy")
