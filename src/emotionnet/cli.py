@@ -40,8 +40,9 @@ def _parser():
     return parser
 
 
-def _progress(index, total, result, stream=sys.stderr):
+def _progress(index, total, result):
     """One status line per file; a bar that rewrites itself when there are many files."""
+    stream = sys.stderr
     if result.error:
         stream.write(("\n" if total > 1 else "") + f"skipped: {result.error}\n")
     if total > 1:
