@@ -108,6 +108,12 @@ def train_gpus(wildcards):
     return config.get("resources", {}).get("train_gpus", 0)
 
 
+def train_gpu_model(wildcards):
+    """The GPU model SLURM should give training jobs ('' = any, or no GPU at all)."""
+    resources = config.get("resources", {})
+    return (resources.get("train_gpu_model") or "") if resources.get("train_gpus", 0) else ""
+
+
 def ensemble_models(wildcards):
     members = dataset_ensembles(wildcards.dataset)[wildcards.ensemble]
     return [f"results/{wildcards.dataset}/models/{member}/model.keras" for member in members]

@@ -23,6 +23,7 @@ rule train:
         mem_mb=8000,
         runtime=720,
         gpu=train_gpus,
+        gpu_model=train_gpu_model,
     retries: 1
     script:
         "../scripts/train.py"
