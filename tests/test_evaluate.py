@@ -41,3 +41,14 @@ def test_empty_split_says_so():
     metrics, table = evaluate.evaluate([models.build("seed")], np.empty((0, 48, 48), np.uint8), np.empty(0, np.int8), split="test", tta=True)
     assert metrics["available"] is False and metrics["n"] == 0 and "PrivateTest" in metrics["note"]
     assert len(table) == 0
+
+
+def test_tta_views_are_the_image_its_mirror_and_shifted_crops(rng):
+    images = rng.integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    assert len(evaluate.tta_views(images, tta=False)) == 1
+    mirror = evaluate.tta_views(images, tta=True)
+    assert len(mirror) == 2 and np.array_equal(mirror[1], images[:, :, ::-1])
+    views = evaluate.tta_views(images, tta=True, crop_shift=2)
+    assert len(views) == 10 and all(view.shape == images.shape for view in views)
+    assert np.array_equal(views[0], images)  # the centre crop of the padded image is the image
+    assert np.array_equal(views[1][:, 2:, 2:], images[:, :-2, :-2])  # shifted down-right by 2 pixels

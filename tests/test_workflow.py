@@ -170,7 +170,7 @@ def test_evaluate_command_matches_the_evaluate_rule(project, capsys):
 
     folder, _ = project
     results = folder / "results" / "synthetic"
-    code = cli.main(["evaluate", str(results / "models" / "compact" / "model.keras"), str(results / "data" / "source.csv"), "--usage", "PublicTest", "--json", "--tta"])
+    code = cli.main(["evaluate", str(results / "models" / "compact" / "model.keras"), str(results / "data" / "source.csv"), "--usage", "PublicTest", "--json", "--tta", "--tta-crop-shift", "2"])
     assert code == 0
     from_command = json.loads(capsys.readouterr().out)
     from_rule = json.loads((results / "models" / "compact" / "eval" / "val" / "metrics.json").read_text())
@@ -178,4 +178,5 @@ def test_evaluate_command_matches_the_evaluate_rule(project, capsys):
     for key in ("accuracy", "macro_f1", "confusion_matrix"):
         assert from_command[key] == from_rule[key], key
     assert from_command["tta"]["accuracy"] == from_rule["tta"]["accuracy"]
+    assert from_command["tta_crops"]["accuracy"] == from_rule["tta_crops"]["accuracy"]
     assert from_command["log_loss"] == pytest.approx(from_rule["log_loss"], abs=1e-6)

@@ -30,6 +30,7 @@ def _parser():
     evaluate.add_argument("csv", help="FER2013-format CSV (.csv or .csv.gz)")
     evaluate.add_argument("--usage", choices=list(data.USAGE_TO_SPLIT), help="only rows of this Usage (default: all rows)")
     evaluate.add_argument("--tta", action="store_true", help="also report mirror test-time augmentation")
+    evaluate.add_argument("--tta-crop-shift", type=int, default=0, help="also report mirror + 5-crop TTA with crops shifted by this many pixels")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
     export = commands.add_parser("export", help="export a model for deployment and check it against Keras")
@@ -83,7 +84,7 @@ def run_evaluate(args) -> int:
             print(f"error: {args.csv} has no rows with Usage {args.usage}", file=sys.stderr)
             return 2
     model = models.load(args.model)
-    metrics, _ = evaluate.evaluate([model], parsed.images[rows], parsed.labels[rows], split=args.usage or "all", tta=args.tta)
+    metrics, _ = evaluate.evaluate([model], parsed.images[rows], parsed.labels[rows], split=args.usage or "all", tta=args.tta, crop_shift=args.tta_crop_shift)
     metrics["members"] = [str(args.model)]
     if args.json:
         print(json.dumps(metrics))
@@ -91,6 +92,8 @@ def run_evaluate(args) -> int:
     print(f"{args.model} on {args.csv} ({args.usage or 'all rows'}): n={metrics['n']}  accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  top-2 {metrics['top2_accuracy']:.4f}  log loss {metrics['log_loss']:.4f}")
     if "tta" in metrics:
         print(f"with mirror TTA: accuracy {metrics['tta']['accuracy']:.4f}  macro-F1 {metrics['tta']['macro_f1']:.4f}")
+    if "tta_crops" in metrics:
+        print(f"with mirror + 5-crop TTA: accuracy {metrics['tta_crops']['accuracy']:.4f}  macro-F1 {metrics['tta_crops']['macro_f1']:.4f}")
     print(f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
     for name, scores in metrics["per_class"].items():
         print(f"{name:<10}{scores['precision']:>10.3f}{scores['recall']:>10.3f}{scores['f1']:>10.3f}{scores['support']:>10}")

@@ -9,13 +9,29 @@ import pandas as pd
 from emotionnet import data
 
 
-def predict_probabilities(model, images, batch_size: int = 512, tta: bool = False):
+def shifted_crops(images, shift: int) -> list:
+    """Five views of uint8 images (n, 48, 48): the image and four copies shifted diagonally by
+    ``shift`` pixels (edge-padded, then cropped back to 48x48), like 5-crop evaluation."""
+    padded = np.pad(images, ((0, 0), (shift, shift), (shift, shift)), mode="edge")
+    side = images.shape[1]
+    offsets = [(shift, shift), (0, 0), (0, 2 * shift), (2 * shift, 0), (2 * shift, 2 * shift)]
+    return [padded[:, top : top + side, left : left + side] for top, left in offsets]
+
+
+def tta_views(images, tta: bool, crop_shift: int = 0) -> list:
+    """The views whose probabilities are averaged: the image; with ``tta`` also its mirror; with
+    ``crop_shift`` > 0 five shifted crops of each."""
+    views = shifted_crops(images, crop_shift) if crop_shift else [images]
+    return views + [view[:, :, ::-1] for view in views] if tta else views
+
+
+def predict_probabilities(model, images, batch_size: int = 512, tta: bool = False, crop_shift: int = 0):
     """Softmax outputs (n, 7) for uint8 images (n, 48, 48); with ``tta`` the mean over the image
-    and its mirror."""
+    and its mirror, with ``crop_shift`` also over shifted crops (see ``tta_views``)."""
     if len(images) == 0:
         return np.empty((0, len(data.EMOTIONS)), np.float32)
     probabilities = np.zeros((len(images), len(data.EMOTIONS)), np.float64)
-    views = [images, images[:, :, ::-1]] if tta else [images]
+    views = tta_views(images, tta, crop_shift)
     for view in views:
         for start in range(0, len(view), batch_size):
             batch = view[start : start + batch_size, :, :, None].astype(np.float32) / 255.0
@@ -23,9 +39,9 @@ def predict_probabilities(model, images, batch_size: int = 512, tta: bool = Fals
     return (probabilities / len(views)).astype(np.float32)
 
 
-def ensemble_probabilities(models, images, batch_size: int = 512, tta: bool = False):
+def ensemble_probabilities(models, images, batch_size: int = 512, tta: bool = False, crop_shift: int = 0):
     """The mean of the members' probabilities."""
-    return np.mean([predict_probabilities(model, images, batch_size, tta) for model in models], axis=0)
+    return np.mean([predict_probabilities(model, images, batch_size, tta, crop_shift) for model in models], axis=0)
 
 
 def _f1(precision, recall):
@@ -74,9 +90,10 @@ def predictions_table(labels, probabilities) -> pd.DataFrame:
     return table
 
 
-def evaluate(models, images, labels, *, split: str, tta: bool, batch_size: int = 512):
-    """(metrics dict, predictions table) of one model or an ensemble on one split. An empty split
-    gives metrics that say so, and an empty table."""
+def evaluate(models, images, labels, *, split: str, tta: bool, crop_shift: int = 0, batch_size: int = 512):
+    """(metrics dict, predictions table) of one model or an ensemble on one split, plus metrics
+    with mirror TTA (``tta``) and with mirror + 5 shifted crops (``crop_shift`` > 0). An empty
+    split gives metrics that say so, and an empty table."""
     header = {"split": split, "members": [getattr(model, "name", "model") for model in models]}
     if len(labels) == 0:
         note = "this dataset has no rows for this split (for test: the CSV holds no PrivateTest rows)"
@@ -85,4 +102,7 @@ def evaluate(models, images, labels, *, split: str, tta: bool, batch_size: int =
     metrics = {**header, "available": True, **classification_metrics(labels, probabilities)}
     if tta:
         metrics["tta"] = classification_metrics(labels, ensemble_probabilities(models, images, batch_size, tta=True))
+    if crop_shift:
+        metrics["tta_crops"] = classification_metrics(labels, ensemble_probabilities(models, images, batch_size, tta=True, crop_shift=crop_shift))
+        metrics["tta_crops"]["views"] = 10
     return metrics, predictions_table(labels, probabilities)

@@ -18,6 +18,8 @@ def _metric_line(metrics):
     line = f"- **{metrics['split']}** ({metrics['n']} images): accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, top-2 accuracy {metrics['top2_accuracy']:.4f}, log loss {metrics['log_loss']:.4f}"
     if "tta" in metrics:
         line += f"; with mirror TTA: accuracy {metrics['tta']['accuracy']:.4f}, macro-F1 {metrics['tta']['macro_f1']:.4f}"
+    if "tta_crops" in metrics:
+        line += f"; with mirror + 5-crop TTA: accuracy {metrics['tta_crops']['accuracy']:.4f}, macro-F1 {metrics['tta_crops']['macro_f1']:.4f}"
     return line
 
 
@@ -56,6 +58,9 @@ def _row(name, kind, val_metrics, test_metrics, info=None, history=None):
             if "tta" in metrics:
                 row[f"{split}_accuracy_tta"] = round(metrics["tta"]["accuracy"], 4)
                 row[f"{split}_macro_f1_tta"] = round(metrics["tta"]["macro_f1"], 4)
+            if "tta_crops" in metrics:
+                row[f"{split}_accuracy_tta10"] = round(metrics["tta_crops"]["accuracy"], 4)
+                row[f"{split}_macro_f1_tta10"] = round(metrics["tta_crops"]["macro_f1"], 4)
     return row
 
 

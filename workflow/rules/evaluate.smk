@@ -8,6 +8,7 @@ rule evaluate:
         predictions="results/{dataset}/models/{model}/eval/{eval_split}/predictions.parquet",
     params:
         tta=config["evaluate"]["tta"],
+        crop_shift=config["evaluate"]["tta_crop_shift"],
         batch_size=config["evaluate"]["batch_size"],
     log:
         "results/{dataset}/logs/evaluate/{model}_{eval_split}.log",
@@ -31,6 +32,7 @@ rule ensemble:
         predictions="results/{dataset}/ensembles/{ensemble}/eval/{eval_split}/predictions.parquet",
     params:
         tta=config["evaluate"]["tta"],
+        crop_shift=config["evaluate"]["tta_crop_shift"],
         batch_size=config["evaluate"]["batch_size"],
     log:
         "results/{dataset}/logs/ensemble/{ensemble}_{eval_split}.log",

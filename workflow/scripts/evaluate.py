@@ -9,7 +9,7 @@ with runtime.job(snakemake.log[0], f"{snakemake.rule} {snakemake.wildcards.eval_
     paths = snakemake.input.models if snakemake.rule == "ensemble" else [snakemake.input.model]
     loaded = [models.load(path) for path in paths]
     images, labels = prepare.load_arrays(snakemake.input.images, snakemake.input.labels)
-    metrics, predictions = evaluate.evaluate(loaded, images, labels, split=snakemake.wildcards.eval_split, tta=snakemake.params.tta, batch_size=snakemake.params.batch_size)
+    metrics, predictions = evaluate.evaluate(loaded, images, labels, split=snakemake.wildcards.eval_split, tta=snakemake.params.tta, crop_shift=snakemake.params.crop_shift, batch_size=snakemake.params.batch_size)
     metrics["members"] = list(paths)
     with open(snakemake.output.metrics, "w") as stream:
         json.dump(metrics, stream, indent=2)
