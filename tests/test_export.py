@@ -18,7 +18,7 @@ def model_file(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "tflite", "savedmodel"])
+@pytest.mark.parametrize("fmt", ["onnx", "tflite", "savedmodel", "keras"])
 def test_export_round_trips(model_file, tmp_path, fmt, capsys):
     out = tmp_path / f"exported{export.SUFFIXES[fmt]}"
     assert cli.main(["export", str(model_file), "--format", fmt, "--out", str(out)]) == 0
@@ -35,3 +35,17 @@ def test_export_fails_above_the_tolerance(model_file, tmp_path, capsys):
     code = cli.main(["export", str(model_file), "--format", "tflite", "--out", str(tmp_path / "m.tflite"), "--tolerance", "0"])
     assert code == 1 and "above the tolerance" in capsys.readouterr().err
 
+
+
+def test_inference_keras_copy_drops_the_optimiser_state(tmp_path):
+    from emotionnet import train
+
+    settings = {**train.DEFAULTS, "architecture": "mini_xception", "optimizer": "adamw"}
+    model = train.build_compiled_model(settings, 10)
+    images = np.random.default_rng(0).random((8, 48, 48, 1), dtype=np.float32)
+    model.fit(images, np.eye(7, dtype=np.float32)[np.arange(8) % 7], epochs=1, verbose=0)
+    full = tmp_path / "full.keras"
+    model.save(full)
+    slim = export.export(full, "keras", tmp_path / "slim.keras")
+    assert slim.stat().st_size < 0.6 * full.stat().st_size
+    np.testing.assert_array_equal(export.run_exported(slim, "keras", images), np.asarray(model(images, training=False)))

@@ -35,7 +35,7 @@ def _parser():
 
     export = commands.add_parser("export", help="export a model for deployment and check it against Keras")
     export.add_argument("model", help="a .keras model")
-    export.add_argument("--format", choices=["onnx", "tflite", "savedmodel"], required=True)
+    export.add_argument("--format", choices=["onnx", "tflite", "savedmodel", "keras"], required=True, help="keras: a .keras file without optimiser state, for shipping")
     export.add_argument("--out", help="output path (default: next to the model)")
     export.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed output difference")
     return parser

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "savedmodel": "_savedmodel"}
+SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "savedmodel": "_savedmodel", "keras": "_inference.keras"}
 
 
 def sample_inputs(count: int = 16, seed: int = 0) -> np.ndarray:
@@ -31,7 +31,9 @@ def export(model_path, fmt: str, out=None) -> Path:
     out = Path(out) if out else default_output(model_path, fmt)
     model = models.load(model_path)
     model(sample_inputs(1), training=False)  # exporters need a model that has been called
-    if fmt == "savedmodel":
+    if fmt == "keras":
+        inference_copy(model).save(out)
+    elif fmt == "savedmodel":
         shutil.rmtree(out, ignore_errors=True)
         model.export(str(out), format="tf_saved_model", verbose=False)
     elif fmt == "onnx":
@@ -39,6 +41,13 @@ def export(model_path, fmt: str, out=None) -> Path:
     else:
         out.write_bytes(_tflite_bytes(model))
     return out
+
+
+def inference_copy(model):
+    """The same network and weights without the optimiser state (a third of the file size)."""
+    copy = model.__class__.from_config(model.get_config())  # uncompiled, unlike clone_model
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def remove(path):
@@ -60,6 +69,10 @@ def _tflite_bytes(model) -> bytes:
 
 def run_exported(path, fmt: str, inputs: np.ndarray) -> np.ndarray:
     """Outputs of an exported model on ``inputs``."""
+    if fmt == "keras":
+        from emotionnet import models
+
+        return np.asarray(models.load(path)(inputs, training=False))
     if fmt == "savedmodel":
         import tensorflow as tf
 
