@@ -10,10 +10,24 @@ import sys
 log = logging.getLogger(__name__)
 
 
+class _BriefFormatter(logging.Formatter):
+    """Console lines without tracebacks (those go to the log file only)."""
+
+    def formatException(self, exc_info):  # noqa: N802 - logging's name
+        return ""
+
+
 def setup_logging(log_path=None, level=logging.INFO):
-    """Send the package's log lines (and warnings) to ``log_path`` if given, else to stderr."""
-    handlers = [logging.FileHandler(log_path, mode="w")] if log_path else [logging.StreamHandler(sys.stderr)]
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True)
+    """Send the package's log lines (and warnings) to stderr and, if given, to ``log_path``."""
+    line_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    console = logging.StreamHandler(sys.stderr)  # progress on the console, e.g. one line per epoch
+    console.setFormatter(_BriefFormatter(line_format))
+    handlers = [console]
+    if log_path:
+        log_file = logging.FileHandler(log_path, mode="w")
+        log_file.setFormatter(logging.Formatter(line_format))
+        handlers.append(log_file)
+    logging.basicConfig(level=level, handlers=handlers, force=True)
     logging.captureWarnings(True)
 
 
@@ -54,6 +68,5 @@ class job:
             return False
         if isinstance(error, (KeyboardInterrupt, SystemExit)):
             return False
-        log.error("%s failed: %s", self.name, error, exc_info=(kind, error, traceback))
-        print(f"{self.name} failed: {error}", file=sys.stderr)
+        log.error("%s failed: %s (details: %s)", self.name, error, self.log_path, exc_info=(kind, error, traceback))
         raise SystemExit(1)
