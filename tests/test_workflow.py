@@ -156,7 +156,8 @@ def test_export_and_predict_rules(project):
     (photos / "broken.jpg").write_text("not an image")
     models_dir = folder / "results" / "synthetic" / "models" / "seed"
     records = folder / "results" / "synthetic" / "predictions" / "seed" / "predictions.csv"
-    snakemake(folder, models_dir / "model.onnx", models_dir / "model.tflite", records, "--cores", "2", "--configfile", config)
+    targets = [path.relative_to(folder) for path in (models_dir / "model.onnx", models_dir / "model.tflite", records)]
+    snakemake(folder, *targets, "--cores", "2", "--configfile", config)
     assert (models_dir / "model.onnx").stat().st_size > 10_000 and (models_dir / "model.tflite").stat().st_size > 10_000
     table = pd.read_csv(records)
     assert table["file"].str.endswith("astronaut.png").tolist() == [True]
