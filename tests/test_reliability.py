@@ -1,7 +1,10 @@
 """Tests that try to break the pipeline: fuzzed CSVs, killed jobs, reruns, concurrent runs, NaN."""
 
 import json
+import os
 import random
+import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -147,9 +150,28 @@ def _kill_job(run, script: str, ready=lambda: True, delay: float = 0.0, timeout:
         job = _job_process(parent, script)
         if job is not None and ready():
             time.sleep(delay)
-            job.kill()
-            return True
+            try:
+                job.kill()
+                return True
+            except psutil.NoSuchProcess:  # it finished within the delay: wait for the next such job
+                delay /= 2
         time.sleep(0.05)
+    return False
+
+
+def _kill_parse(folder, config, delay: float) -> bool:
+    """SIGKILL the parse job; a parse that ends before the kill lands is started over (at most 3 times)."""
+    for _ in range(3):
+        run = _start(folder, config)
+        killed = _kill_job(run, "parse", delay=delay)
+        if killed:
+            run.wait(timeout=600)
+            return True
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait(timeout=60)
+        shutil.rmtree(folder / "results", ignore_errors=True)
+        shutil.rmtree(folder / ".snakemake", ignore_errors=True)
+        delay /= 2
     return False
 
 
@@ -211,15 +233,13 @@ def test_killed_parse_train_and_report_jobs_recover_to_the_same_outputs(referenc
     chooser = random.Random()
     kills = {}
     # 1. the parse job, at a random moment of its life
-    run = _start(folder, config)
-    kills["parse"] = _kill_job(run, "parse", delay=chooser.uniform(0, 1.5))
-    run.wait(timeout=600)
+    kills["parse"] = _kill_parse(folder, config, delay=chooser.uniform(0, 0.5))
     # 2. the train job, mid-way through a random epoch; its retry (retries: 1) resumes from the checkpoint
     kill_after = chooser.randint(1, 3)
     run = _start(folder, config)
     kills["train"] = _kill_job(run, "train", ready=lambda: _epochs_done(folder) >= kill_after, delay=chooser.uniform(0, 0.5))
     # 3. a report job (figures), at a random moment
-    kills["report"] = _kill_job(run, "plot_evaluation", delay=chooser.uniform(0, 2.0))
+    kills["report"] = _kill_job(run, "plot_evaluation", delay=chooser.uniform(0, 0.5))
     run.wait(timeout=900)
     # the next plain run redoes whatever is incomplete
     snakemake(folder, "--cores", "2", "--set-threads", "train=1", "--configfile", config)
@@ -251,6 +271,32 @@ def test_nan_loss_stops_training_with_a_clear_message_and_no_model(tmp_path):
     with pytest.raises(FloatingPointError, match="training diverged"):
         train.train(images, labels, images[:64], labels[:64], settings=settings, seed=0, checkpoint_dir=tmp_path / "checkpoint")
     assert not (tmp_path / "checkpoint" / "best.weights.h5").exists()
+
+
+def test_training_over_its_memory_budget_stops_with_a_clear_message_and_no_model(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (256, 48, 48), dtype=np.uint8)
+    labels = rng.integers(0, 7, 256)
+    settings = {"architecture": "seed", "epochs": 2, "batch_size": 64}
+    # a Python process with TensorFlow loaded is far above 50 MB, so the guard must stop the first epoch
+    with pytest.raises(train.TrainingMemoryError, match=r"over the job's budget of 50 MB \(resources mem_mb\); no model was written"):
+        train.train(images, labels, images[:64], labels[:64], settings=settings, seed=0, checkpoint_dir=tmp_path / "checkpoint", memory_budget_mb=50)
+    assert not (tmp_path / "checkpoint").exists()
+
+
+def test_tensorflow_out_of_memory_becomes_a_clear_message(tmp_path, monkeypatch):
+    import keras
+    import tensorflow as tf
+
+    def exhausted(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[64,32,46,46]")
+
+    monkeypatch.setattr(keras.Model, "fit", exhausted)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (64, 48, 48), dtype=np.uint8)
+    with pytest.raises(train.TrainingMemoryError, match="out of memory in epoch 1: OOM when allocating"):
+        train.train(images, rng.integers(0, 7, 64), images, rng.integers(0, 7, 64), settings={"architecture": "seed", "epochs": 1}, seed=0, checkpoint_dir=tmp_path / "checkpoint")
+    assert not (tmp_path / "checkpoint").exists()
 
 
 def test_arrays_are_loaded_without_pickle(tmp_path):

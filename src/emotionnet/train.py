@@ -193,14 +193,56 @@ def _current_learning_rate(model) -> float:
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 
 
-def train(train_images, train_labels, val_images, val_labels, *, settings: dict, seed: int, checkpoint_dir, threads: int = 1, deterministic: bool = True):
+class TrainingMemoryError(MemoryError):
+    """Training needed more memory than its budget; nothing was written."""
+
+
+def _memory_guard(budget_mb: float | None):
+    """A Keras callback that stops training once this process's resident memory passes
+    ``budget_mb`` (checked after every batch), so that a job over budget ends with a clear message
+    instead of being killed by the system mid-write. None: no budget."""
+    import keras
+    import psutil
+
+    class MemoryGuard(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.process, self.exceeded_mb = psutil.Process(), None
+
+        def on_train_batch_end(self, batch, logs=None):
+            resident_mb = self.process.memory_info().rss / 2**20
+            if budget_mb is not None and resident_mb > budget_mb:
+                self.exceeded_mb = resident_mb
+                self.model.stop_training = True
+
+    return MemoryGuard()
+
+
+def _fit_epoch(model, train_dataset, val_dataset, epoch: int, class_weight, memory_budget_mb):
+    """One epoch of ``model.fit``; raises a clear error on NaN loss, on running over the memory
+    budget, or when TensorFlow cannot allocate memory. Nothing is saved in those cases."""
+    import keras
+    import tensorflow as tf
+
+    guard = _memory_guard(memory_budget_mb)
+    try:
+        logs = model.fit(train_dataset, validation_data=val_dataset, epochs=epoch + 1, initial_epoch=epoch, class_weight=class_weight, shuffle=False, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN(), guard]).history
+    except (tf.errors.ResourceExhaustedError, MemoryError) as error:
+        raise TrainingMemoryError(f"out of memory in epoch {epoch + 1}: {str(error).splitlines()[0][:200]}; no model was written (lower batch_size, or give the job more memory)") from None
+    if guard.exceeded_mb is not None:
+        raise TrainingMemoryError(f"memory use reached {guard.exceeded_mb:.0f} MB in epoch {epoch + 1}, over the job's budget of {memory_budget_mb:.0f} MB (resources mem_mb); no model was written (lower batch_size, or raise mem_mb)")
+    if not np.isfinite(logs["loss"][-1]) or model.stop_training:
+        raise FloatingPointError(f"training diverged: the loss became {logs['loss'][-1]} in epoch {epoch + 1}; no model was written (lower the learning rate?)")
+    return logs
+
+
+def train(train_images, train_labels, val_images, val_labels, *, settings: dict, seed: int, checkpoint_dir, threads: int = 1, deterministic: bool = True, memory_budget_mb: float | None = None):
     """Train a model as ``settings`` describe; returns (model with best-val weights, history rows).
 
-    Resumes from ``checkpoint_dir`` when it holds a checkpoint of the same run."""
+    Resumes from ``checkpoint_dir`` when it holds a checkpoint of the same run. Stops with
+    TrainingMemoryError when the process's memory passes ``memory_budget_mb``."""
     settings = {**DEFAULTS, **settings}
     runtime.configure(threads=threads, seed=seed, deterministic=deterministic)
-    import keras
-
     steps_per_epoch = math.ceil(len(train_images) / settings["batch_size"])
     checkpoint = Checkpoint(checkpoint_dir, fingerprint(settings, seed, train_labels, val_labels))
     resumed = checkpoint.load()
@@ -217,9 +259,7 @@ def train(train_images, train_labels, val_images, val_labels, *, settings: dict,
     for epoch in range(len(state["history"]), settings["epochs"]):
         started = time.perf_counter()
         train_dataset = make_dataset(train_images, train_labels, settings["batch_size"], seed=seed, epoch=epoch, augment=settings["augment"], mixup_alpha=settings["mixup"])
-        logs = model.fit(train_dataset, validation_data=val_dataset, epochs=epoch + 1, initial_epoch=epoch, class_weight=weights, shuffle=False, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN()]).history
-        if not np.isfinite(logs["loss"][-1]) or model.stop_training:
-            raise FloatingPointError(f"training diverged: the loss became {logs['loss'][-1]} in epoch {epoch + 1}; no model was written (lower the learning rate?)")
+        logs = _fit_epoch(model, train_dataset, val_dataset, epoch, weights, memory_budget_mb)
         epoch_seconds = time.perf_counter() - started
         elapsed_before += epoch_seconds
         row = _epoch_row(epoch, logs, _current_learning_rate(model), epoch_seconds, elapsed_before)

@@ -14,6 +14,7 @@ with runtime.job(snakemake.log[0], f"train {snakemake.wildcards.model}"):
         checkpoint_dir=snakemake.params.checkpoint_dir,
         threads=snakemake.threads,
         deterministic=snakemake.params.deterministic,
+        memory_budget_mb=snakemake.resources.mem_mb,
     )
     outputs = {key: snakemake.output[key] for key in ("model", "weights", "history", "info")}
     train.write_outputs(model, history, settings=snakemake.params.settings, **outputs)
