@@ -31,7 +31,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	@if [ "$$CI" = "true" ]; then $(MAKE) --no-print-directory $(PLUGINS_STAMP) && .ci/slurm.sh start; fi
-	@status=0; $(BIN)/python -m pytest || status=$$?; \
+	@status=0; timeout -k 30 2400 $(BIN)/python -m pytest || status=$$?; \
 	if [ "$$CI" = "true" ]; then .ci/slurm.sh stop; fi; exit $$status
 
 # The SLURM test alone (needs root: installs slurm-wlm and munge if missing, starts and stops them).

@@ -128,8 +128,30 @@ def _project(root: Path, name: str, seed=42):
     return folder, write_config(folder, _config(seed))
 
 
+STARTED_RUNS = []
+
+
 def _start(folder, config):
-    return subprocess.Popen([str(SNAKEMAKE), "--cores", "2", "--set-threads", "train=1", "--configfile", str(config)], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    """Start snakemake in the background; its output goes to a file (a pipe nobody reads would fill and block it)."""
+    with open(_run_log(folder), "a") as log:
+        run = subprocess.Popen([str(SNAKEMAKE), "--cores", "2", "--set-threads", "train=1", "--configfile", str(config)], cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    STARTED_RUNS.append(run)
+    return run
+
+
+def _run_log(folder) -> Path:
+    return folder / "background-run.log"
+
+
+@pytest.fixture(autouse=True)
+def _stop_leftover_runs():
+    """A failing test must not leave a background snakemake (and its jobs) running."""
+    yield
+    while STARTED_RUNS:
+        run = STARTED_RUNS.pop()
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait(timeout=60)
 
 
 def _job_process(parent: psutil.Process, script: str):
@@ -222,8 +244,7 @@ def test_same_config_twice_gives_identical_outputs_and_a_concurrent_run_is_locke
         time.sleep(0.05)
     second = snakemake(folder, "--cores", "1", "--configfile", config, check=False)
     assert second.returncode != 0 and "cannot be locked" in second.output, second.output[-2000:]
-    output, _ = first.communicate(timeout=900)
-    assert first.returncode == 0, output[-3000:]
+    assert first.wait(timeout=900) == 0, _run_log(folder).read_text()[-3000:]
     _same_outputs(reference_run, folder)
 
 
@@ -249,6 +270,34 @@ def test_killed_parse_train_and_report_jobs_recover_to_the_same_outputs(referenc
     assert _history(folder)["epoch"].tolist() == [1, 2, 3, 4, 5]
     _same_outputs(reference_run, folder)
     assert snakemake(folder, "-n", "--configfile", config).output.count("Nothing to be done") == 1
+
+
+def test_a_resumed_training_gives_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch):
+    """Checkpoint and resume in one process: also the Dropout layers' random state must carry over."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (256, 48, 48), dtype=np.uint8)
+    labels = rng.integers(0, 7, 256)
+    settings = {"architecture": "seed", "epochs": 3, "batch_size": 64}
+
+    def run(folder):
+        return train.train(images, labels, images[:64], labels[:64], settings=settings, seed=1, checkpoint_dir=folder)
+
+    uninterrupted, _ = run(tmp_path / "whole")
+    fit_epoch = train._fit_epoch
+
+    def interrupted_in_epoch_3(model, train_dataset, val_dataset, epoch, *arguments):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return fit_epoch(model, train_dataset, val_dataset, epoch, *arguments)
+
+    monkeypatch.setattr(train, "_fit_epoch", interrupted_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "resumed")
+    monkeypatch.setattr(train, "_fit_epoch", fit_epoch)
+    resumed, history = run(tmp_path / "resumed")
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    for whole, again in zip(uninterrupted.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(whole, again)
 
 
 def test_another_seed_gives_other_weights(tmp_path):

@@ -132,6 +132,11 @@ def fingerprint(settings: dict, seed: int, train_labels, val_labels) -> str:
     return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 
+def _random_states(model):
+    """The state variables of the layers that draw random numbers (Dropout's seed generators)."""
+    return [variable for variable in model.non_trainable_variables if "seed_generator_state" in variable.path]
+
+
 class Checkpoint:
     """The per-epoch state of a run in its own folder: last model (with optimiser), best weights,
     and a JSON file with the history so far. Written atomically: the JSON is replaced last."""
@@ -154,6 +159,10 @@ class Checkpoint:
             log.info("ignoring checkpoint in %s: it belongs to a different configuration", self.folder)
             return None
         model = keras.saving.load_model(self.model_path, safe_mode=True)
+        # Keras does not restore the seed generators' state: without this, a resumed run would
+        # drop other units than an uninterrupted one
+        for variable, value in zip(_random_states(model), state.get("random_states", []), strict=False):
+            variable.assign(np.array(value, dtype=variable.dtype))
         return model, state
 
     def save(self, model, state: dict, improved: bool):
@@ -164,7 +173,8 @@ class Checkpoint:
             best_partial = data.atomic_path(self.best_path)
             model.save_weights(best_partial)
         state_partial = data.atomic_path(self.state_path)
-        state_partial.write_text(json.dumps({**state, "run_id": self.run_id}, indent=1))
+        random_states = [np.asarray(variable).tolist() for variable in _random_states(model)]
+        state_partial.write_text(json.dumps({**state, "random_states": random_states, "run_id": self.run_id}, indent=1))
         os.replace(model_partial, self.model_path)
         if improved:
             os.replace(best_partial, self.best_path)
