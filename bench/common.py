@@ -44,7 +44,9 @@ def median(values):
 
 def peak_rss_mb(code: str, *args) -> float:
     """Peak resident memory (MB) of a fresh Python process running ``code`` (sys.argv[1:] = args)."""
-    wrapper = code + "\nimport resource; print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    # VmHWM is this process's own high-water mark; ru_maxrss would also count the (large) parent's
+    # memory, which Linux carries over into a child across fork + exec
+    wrapper = code + "\nprint('PEAK_KB', next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')))"
     environment = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     result = subprocess.run([sys.executable, "-c", wrapper, *map(str, args)], capture_output=True, text=True, env=environment, check=True)
     line = next(line for line in result.stdout.splitlines() if line.startswith("PEAK_KB"))
