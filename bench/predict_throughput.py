@@ -135,6 +135,10 @@ def main():
         peer_best = max(rate for key, rate in results.items() if key[0].startswith("fer package"))
         line += f", {ours[best] / peer_best:.1f}x the fer package's fastest ({peer_best:.0f} images/s)"
     print("\n" + line)
+    compact = {key: rate for key, rate in ours.items() if "compact" in key[0]}
+    if compact and peers:
+        key = max(compact, key=compact.get)
+        print(f"SUMMARY compact: {key[0]} ({key[1]}) {compact[key]:.0f} images/s batched (target >= 2000), {compact[key] / peer_best:.1f}x the fer package's fastest")
 
 
 if __name__ == "__main__":
