@@ -5,9 +5,11 @@ import gzip
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from conftest import csv_text
-from emotionnet import data
+from csv_strategies import mutated_csv
+from emotionnet import data, parse_kernel
 from emotionnet.reference import parse_reference
 
 
@@ -133,3 +135,55 @@ def test_content_hashes_find_equal_images(rng):
     assert hashes[10] == hashes[3]
     assert len(set(hashes.tolist())) == 49
     pd.testing.assert_series_equal(pd.Series(data.content_hashes(images[:20])), pd.Series(hashes[:20]))
+
+
+def _numpy_result(body, layout, path):
+    try:
+        return data.parse_chunk_numpy(body, 2, layout, path)
+    except data.CsvFormatError:
+        return None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case=mutated_csv())
+def test_compiled_parser_accepts_exactly_what_the_numpy_parser_accepts(case):
+    """The compiled fast path and the NumPy parser (which words the errors) agree on damaged CSVs."""
+    content, _ = case
+    header, _, body = content.partition(b"\n")
+    try:
+        layout = data.read_layout("fuzz.csv", header)
+    except data.CsvFormatError:
+        return
+    body = body if body.endswith(b"\n") or not body else body + b"\n"
+    compiled = data.decode_chunk(body, 2, layout)
+    reference = _numpy_result(body, layout, "fuzz.csv")
+    assert (compiled is None) == (reference is None)
+    if compiled is not None:
+        for field in ("images", "labels", "split_codes", "line_numbers"):
+            np.testing.assert_array_equal(getattr(compiled, field), getattr(reference, field))
+            assert getattr(compiled, field).dtype == getattr(reference, field).dtype
+
+
+@pytest.mark.parametrize(("content", "line", "problem"), [case for case in BAD_INPUTS if case[1] not in (None, 1)])
+def test_compiled_parser_rejects_every_bad_row(content, line, problem):
+    header, _, body = content.encode().partition(b"\n")
+    assert data.decode_chunk(body, 2, data.read_layout("bad.csv", header)) is None
+
+
+def test_compiled_parser_knows_the_usage_names():
+    names = [bytes(row[:length]).decode() for row, length in zip(parse_kernel.USAGE_NAMES, parse_kernel.USAGE_LENGTHS)]
+    assert names == list(data.USAGE_TO_SPLIT)
+
+
+def test_compiled_parser_leaves_unusual_layouts_to_the_numpy_parser():
+    row = b"3," + b" ".join([b"7"] * 2304) + b",x\n"
+    for layout in (data.CsvLayout(3, 0, -1, None), data.CsvLayout(2, 1, 1, None), data.CsvLayout(3, 0, 1, 5)):
+        assert data.decode_chunk(row, 2, layout) is None
+
+
+def test_a_chunk_without_its_final_newline_parses_like_one_with_it():
+    row = b"3," + b" ".join([b"7"] * 2304) + b",Training"
+    layout = data.CsvLayout(3, 0, 1, 2)
+    without, with_newline = data.parse_chunk(row, 2, layout, "x.csv"), data.parse_chunk(row + b"\n", 2, layout, "x.csv")
+    np.testing.assert_array_equal(without.images, with_newline.images)
+    assert without.labels.tolist() == [3] and without.line_numbers.tolist() == [2]

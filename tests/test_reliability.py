@@ -15,10 +15,9 @@ import pandas as pd
 import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from conftest import csv_text
 from emotionnet import data, prepare, train
+from csv_strategies import mutated_csv
 from workflow_helpers import SNAKEMAKE, copy_workflow, snakemake, write_config
 
 PREPARE_SETTINGS = {"split_fractions": {"train": 0.8, "val": 0.1, "test": 0.1}, "seed": 0, "blank_std": 2.0, "drop_blank": True, "drop_cross_split_duplicates": True}
@@ -28,42 +27,6 @@ FUZZ_CASES = {"ran": 0, "parsed": 0, "rejected": 0}
 def _outputs(folder: Path) -> dict:
     outputs = {f"{split}_{kind}": folder / f"{split}_{kind}.npy" for split in data.SPLITS for kind in ("images", "labels")}
     return {**outputs, "table": folder / "table.parquet", "audit": folder / "audit.json"}
-
-
-@st.composite
-def mutated_csv(draw):
-    """A valid FER2013 CSV of 1-4 rows, then 0-3 random mutations of its bytes."""
-    rows = draw(st.integers(1, 4))
-    seed = draw(st.integers(0, 2**16))
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (rows, 48, 48), dtype=np.uint8)
-    labels = rng.integers(0, 7, rows)
-    usage = rng.choice(["Training", "PublicTest", "PrivateTest"], rows)
-    content = bytearray(csv_text(images, labels, usage, newline=draw(st.sampled_from(["\n", "\r\n"]))).encode())
-    mutations = draw(st.lists(st.sampled_from(["truncate", "delete", "duplicate_field", "drop_field", "corrupt", "delimiter", "quote", "nan", "huge", "non_utf8", "negative", "extra_space"]), max_size=3))
-    for mutation in mutations:
-        position = draw(st.integers(0, max(len(content) - 1, 0)))
-        if mutation == "truncate":
-            del content[position:]
-        elif mutation == "delete":
-            del content[position : position + draw(st.integers(1, 200))]
-        elif mutation == "duplicate_field":
-            content[position:position] = b",Training"
-        elif mutation == "drop_field":
-            line_end = content.find(b"\n", position)
-            comma = content.rfind(b",", 0, line_end if line_end >= 0 else len(content))
-            if comma >= 0:
-                del content[comma:line_end if line_end >= 0 else len(content)]
-        elif mutation == "corrupt":
-            content[position : position + 1] = bytes([draw(st.integers(0, 255))])
-        elif mutation == "delimiter":
-            content = bytearray(content.replace(b",", draw(st.sampled_from([b";", b"\t", b"|"])), draw(st.integers(1, 3))))
-        elif mutation == "quote":
-            content[position:position] = b'"'
-        else:
-            inserted = {"nan": b" NaN", "huge": b" 99999999999999999999999", "non_utf8": b"\xff\xfe\x80", "negative": b" -3", "extra_space": b"  "}[mutation]
-            content[position:position] = inserted
-    return bytes(content), mutations
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

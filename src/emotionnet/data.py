@@ -1,8 +1,9 @@
 """FER2013-format CSV parsing: raw bytes to uint8 images, int8 labels and a per-image table.
 
-The parser works on chunks of whole lines with NumPy only (no Python loop over rows or pixels), so
-the memory it needs is bounded by the chunk size, not by the file size. Every malformed line is
-reported as ``CsvFormatError("<file>: line <n>: <problem>")``.
+The parser works on chunks of whole lines, so the memory it needs is bounded by the chunk size, not
+by the file size. Each chunk is decoded by a compiled single-pass kernel (``parse_kernel``); a chunk
+the kernel does not accept is re-parsed by the vectorised NumPy parser below, which defines what is
+valid and reports every malformed line as ``CsvFormatError("<file>: line <n>: <problem>")``.
 """
 
 from __future__ import annotations
@@ -84,23 +85,39 @@ def read_layout(path, header: bytes) -> CsvLayout:
 
 
 def iter_line_chunks(stream, first_line: int, chunk_bytes: int):
-    """Yield (bytes ending in a newline, number of its first line) for successive whole-line chunks."""
+    """Yield (bytearray ending in a newline, number of its first line) for successive whole-line chunks.
+
+    Each chunk is read straight into its own buffer (no copy of the chunk), so workers can hold
+    several chunks at once.
+    """
     carry = b""
     line = first_line
     while True:
-        block = stream.read(chunk_bytes)
-        if not block:
+        block = bytearray(len(carry) + chunk_bytes)
+        block[: len(carry)] = carry
+        filled = len(carry) + _read_into(stream, memoryview(block)[len(carry) :])
+        if filled == len(carry):
             break
-        block = carry + block
-        cut = block.rfind(b"\n") + 1
+        cut = block.rfind(b"\n", 0, filled) + 1
+        carry = bytes(block[cut:filled])
         if cut == 0:
-            carry = block
             continue
-        chunk, carry = block[:cut], block[cut:]
-        yield chunk, line
-        line += chunk.count(b"\n")
+        del block[cut:]
+        yield block, line
+        line += block.count(b"\n")
     if carry:
-        yield carry + b"\n", line
+        yield bytearray(carry + b"\n"), line
+
+
+def _read_into(stream, view) -> int:
+    """Fill ``view`` from ``stream`` (which may return short reads); the number of bytes read."""
+    filled = 0
+    while filled < len(view):
+        count = stream.readinto(view[filled:])
+        if not count:
+            break
+        filled += count
+    return filled
 
 
 def _field_bounds(raw, path, first_line, layout):
@@ -221,7 +238,35 @@ def _check_long_tokens(raw, is_digit, ends, longer, values, field_ends, line_num
 
 
 def parse_chunk(data: bytes, first_line: int, layout: CsvLayout, path) -> ParsedChunk:
-    """Parse whole CSV lines (ending in a newline) whose first line has number ``first_line``."""
+    """Parse whole CSV lines whose first line has number ``first_line`` (a last line may lack its newline)."""
+    if data and not data.endswith(b"\n"):
+        data = bytes(data) + b"\n"
+    parsed = decode_chunk(data, first_line, layout)
+    return parsed if parsed is not None else parse_chunk_numpy(data, first_line, layout, path)
+
+
+def decode_chunk(data: bytes, first_line: int, layout: CsvLayout) -> ParsedChunk | None:
+    """The compiled parser's result, or None if it did not accept the chunk (see parse_chunk_numpy)."""
+    from emotionnet import parse_kernel  # compiled on first use; keeps `import emotionnet.data` light
+
+    columns = [layout.emotion, layout.pixels] + ([] if layout.usage is None else [layout.usage])
+    if len(set(columns)) != len(columns) or not all(0 <= column < layout.n_columns for column in columns):
+        return None  # only layouts from read_layout are decoded by the kernel
+    raw = np.frombuffer(data, dtype=np.uint8)
+    capacity = len(data) // parse_kernel.MIN_ROW_BYTES + 1
+    images = np.empty((capacity, N_PIXELS), dtype=np.uint8)
+    labels = np.empty(capacity, dtype=np.int8)
+    split_codes = np.full(capacity, NO_USAGE, dtype=np.int8)
+    line_offsets = np.empty(capacity, dtype=np.int64)
+    columns = np.array([layout.n_columns, layout.emotion, layout.pixels, -1 if layout.usage is None else layout.usage], dtype=np.int64)
+    rows = parse_kernel.decode_lines(raw, columns, parse_kernel.USAGE_NAMES, parse_kernel.USAGE_LENGTHS, images, labels, split_codes, line_offsets)
+    if rows == parse_kernel.FAILED:
+        return None
+    return ParsedChunk(images[:rows].reshape(-1, IMAGE_SIDE, IMAGE_SIDE), labels[:rows], split_codes[:rows], first_line + line_offsets[:rows])
+
+
+def parse_chunk_numpy(data: bytes, first_line: int, layout: CsvLayout, path) -> ParsedChunk:
+    """The vectorised NumPy parser: the definition of a valid chunk, and the source of error messages."""
     raw = np.frombuffer(data, dtype=np.uint8)
     starts, ends, line_numbers = _field_bounds(raw, path, first_line, layout)
     if len(line_numbers) == 0:
@@ -235,8 +280,12 @@ def parse_chunk(data: bytes, first_line: int, layout: CsvLayout, path) -> Parsed
     return ParsedChunk(images, labels, split_codes, line_numbers)
 
 
-def iter_parsed_chunks(path, chunk_bytes: int = DEFAULT_CHUNK_BYTES, workers: int = 1):
-    """Parse a FER2013 CSV chunk by chunk, ``workers`` chunks at a time, yielding ParsedChunk in order."""
+def iter_parsed_chunks(path, chunk_bytes: int = DEFAULT_CHUNK_BYTES, workers: int = 1, chunk_parser=None):
+    """Parse a FER2013 CSV chunk by chunk, ``workers`` chunks at a time, yielding ParsedChunk in order.
+
+    ``chunk_parser`` (default ``parse_chunk``) lets benchmarks run ``parse_chunk_numpy`` alone.
+    """
+    chunk_parser = chunk_parser or parse_chunk
     with open_binary(path) as stream:
         header = stream.readline()
         layout = read_layout(path, header)
@@ -244,16 +293,16 @@ def iter_parsed_chunks(path, chunk_bytes: int = DEFAULT_CHUNK_BYTES, workers: in
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
             pending = collections.deque()
             for data, first_line in chunks:
-                pending.append(pool.submit(parse_chunk, data, first_line, layout, path))
+                pending.append(pool.submit(chunk_parser, data, first_line, layout, path))
                 if len(pending) > workers:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
 
 
-def parse_csv(path, chunk_bytes: int = DEFAULT_CHUNK_BYTES, workers: int = 1) -> ParsedChunk:
+def parse_csv(path, chunk_bytes: int = DEFAULT_CHUNK_BYTES, workers: int = 1, chunk_parser=None) -> ParsedChunk:
     """Parse a whole FER2013 CSV into memory. Raises CsvFormatError for malformed input."""
-    parts = list(iter_parsed_chunks(path, chunk_bytes, workers))
+    parts = list(iter_parsed_chunks(path, chunk_bytes, workers, chunk_parser))
     if not parts or sum(len(part.labels) for part in parts) == 0:
         raise CsvFormatError(path, None, "no data rows (the file holds only a header)")
     return ParsedChunk(*(np.concatenate([getattr(part, field) for part in parts]) for field in ("images", "labels", "split_codes", "line_numbers")))
