@@ -56,3 +56,21 @@ def test_model_with_code_is_refused(tmp_path):
     keras.Model(inputs, outputs).save(path)
     with pytest.raises(models.UnsafeModelError, match="lambda.keras: refused to load"):
         models.load(path)
+
+
+def test_mixed_precision_trains_in_bfloat16_and_returns_a_float32_model(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, 128)
+    images = (rng.random((128, 48, 48)) * 60 + labels[:, None, None] * 25).astype(np.uint8)
+    settings = {"architecture": "vgg_bn", "hyperparameters": {"widths": [8, 16], "convs_per_stage": 1}, "epochs": 4, "batch_size": 32, "learning_rate": 3e-3, "precision": "mixed_bfloat16"}
+    model, history = train.train(images, labels, images[:32], labels[:32], settings=settings, seed=0, checkpoint_dir=tmp_path / "checkpoint")
+    assert history[-1]["loss"] < history[0]["loss"]
+    trained = keras.saving.load_model(tmp_path / "checkpoint" / "last.keras")
+    trained.load_weights(tmp_path / "checkpoint" / "best.weights.h5")
+    convolutions = [layer for layer in trained.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert {layer.compute_dtype for layer in convolutions} == {"bfloat16"}
+    assert trained.layers[-1].compute_dtype == "float32"  # the softmax output keeps full precision
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    assert keras.mixed_precision.dtype_policy().name == "float32"  # the global policy is restored
+    probabilities = np.asarray(model(images[:32, ..., None].astype(np.float32) / 255.0))
+    np.testing.assert_allclose(probabilities, np.asarray(trained(images[:32, ..., None].astype(np.float32) / 255.0)), atol=0.05)

@@ -1,6 +1,8 @@
 """The model registry: architectures by name. Every builder takes the input shape, the number of
 classes and its own hyperparameters from the config's model block, and returns an uncompiled
-``keras.Model`` whose inputs are float images scaled to [0, 1] with shape (48, 48, 1)."""
+``keras.Model`` whose inputs are float images scaled to [0, 1] with shape (48, 48, 1). The output
+layer always computes in float32, so that under a mixed-precision policy the probabilities (and
+the loss) keep full precision."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ def seed(dropout_conv: float = 0.25, dropout_dense: float = 0.5, **_):
             keras.layers.Flatten(),
             keras.layers.Dense(128, activation="relu"),
             keras.layers.Dropout(dropout_dense),
-            keras.layers.Dense(N_CLASSES, activation="softmax"),
+            keras.layers.Dense(N_CLASSES, activation="softmax", dtype="float32"),
         ],
         name="seed",
     )
@@ -46,7 +48,7 @@ def vgg_bn(widths=(32, 64, 128, 256), convs_per_stage: int = 2, dropout: float =
             tensor = keras.layers.MaxPooling2D(2, name=f"stage{stage}_pool")(tensor)
     tensor = keras.layers.GlobalAveragePooling2D()(tensor)
     tensor = keras.layers.Dropout(dropout)(tensor)
-    outputs = keras.layers.Dense(N_CLASSES, activation="softmax")(tensor)
+    outputs = keras.layers.Dense(N_CLASSES, activation="softmax", dtype="float32")(tensor)
     return keras.Model(inputs, outputs, name="vgg_bn")
 
 
@@ -71,7 +73,7 @@ def resnet(widths=(32, 64, 128, 256), blocks_per_stage: int = 2, dropout: float 
             tensor = keras.layers.ReLU(name=f"{name}_out")(keras.layers.Add(name=f"{name}_add")([tensor, shortcut]))
     tensor = keras.layers.GlobalAveragePooling2D()(tensor)
     tensor = keras.layers.Dropout(dropout)(tensor)
-    outputs = keras.layers.Dense(N_CLASSES, activation="softmax")(tensor)
+    outputs = keras.layers.Dense(N_CLASSES, activation="softmax", dtype="float32")(tensor)
     return keras.Model(inputs, outputs, name="resnet")
 
 
@@ -94,7 +96,7 @@ def mini_xception(width: int = 8, block_widths=(16, 32, 64, 128), **_):
         tensor = keras.layers.Add(name=f"{name}_add")([tensor, shortcut])
     tensor = keras.layers.Conv2D(N_CLASSES, 3, padding="same", name="classifier")(tensor)
     tensor = keras.layers.GlobalAveragePooling2D()(tensor)
-    outputs = keras.layers.Softmax()(tensor)
+    outputs = keras.layers.Softmax(dtype="float32")(tensor)
     return keras.Model(inputs, outputs, name="mini_xception")
 
 

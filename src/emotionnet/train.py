@@ -5,6 +5,7 @@ The best-validation weights are what the final model holds; the test split is ne
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -38,6 +39,7 @@ DEFAULTS = {
     "early_stopping_patience": None,
     "augment": {},
     "jit_compile": False,
+    "precision": "float32",
 }
 
 
@@ -102,13 +104,39 @@ def make_optimizer(settings: dict, steps_per_epoch: int):
     raise ValueError(f"unknown optimizer {name!r} (use 'adam', 'adamw' or 'sgd')")
 
 
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Build layers under the Keras dtype policy ``name`` ('float32' or 'mixed_bfloat16')."""
+    import keras
+
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
+def build_model(settings: dict, precision: str = "float32"):
+    """The registered architecture of ``settings``, uncompiled, with layers of ``precision``."""
+    from emotionnet import models
+
+    with dtype_policy(precision):
+        return models.build(settings["architecture"], **settings["hyperparameters"])
+
+
+def float32_copy(model, settings: dict):
+    """The same architecture and weights with float32 layers (what is saved and evaluated)."""
+    copy = build_model(settings)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def build_compiled_model(settings: dict, steps_per_epoch: int):
     """The registered architecture, compiled with the configured optimiser and loss."""
     import keras
 
-    from emotionnet import models
-
-    model = models.build(settings["architecture"], **settings["hyperparameters"])
+    model = build_model(settings, settings["precision"])
     model.compile(
         optimizer=make_optimizer(settings, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=settings["label_smoothing"]),
@@ -253,6 +281,7 @@ def _fit_epoch(model, train_dataset, val_dataset, epoch: int, class_weight, memo
 
 def train(train_images, train_labels, val_images, val_labels, *, settings: dict, seed: int, checkpoint_dir, threads: int = 1, deterministic: bool = True, memory_budget_mb: float | None = None):
     """Train a model as ``settings`` describe; returns (model with best-val weights, history rows).
+    A mixed-precision run returns the float32 copy of its model.
 
     Resumes from ``checkpoint_dir`` when it holds a checkpoint of the same run. Stops with
     TrainingMemoryError when the process's memory passes ``memory_budget_mb``."""
@@ -292,6 +321,8 @@ def train(train_images, train_labels, val_images, val_labels, *, settings: dict,
             log.info("early stopping: val accuracy has not improved for %d epochs", patience)
             break
     model.load_weights(checkpoint.best_path)
+    if settings["precision"] != "float32":
+        model = float32_copy(model, settings)
     return model, state["history"]
 
 
