@@ -1,6 +1,7 @@
 """The vectorised CSV parser against a straightforward per-row reference, and every bad input."""
 
 import gzip
+import sys
 
 import numpy as np
 import pandas as pd
@@ -9,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 
 from conftest import csv_text
 from csv_strategies import mutated_csv
+import emotionnet
 from emotionnet import data, parse_kernel
 from emotionnet.reference import parse_reference
 
@@ -187,3 +189,18 @@ def test_a_chunk_without_its_final_newline_parses_like_one_with_it():
     without, with_newline = data.parse_chunk(row, 2, layout, "x.csv"), data.parse_chunk(row + b"\n", 2, layout, "x.csv")
     np.testing.assert_array_equal(without.images, with_newline.images)
     assert without.labels.tolist() == [3] and without.line_numbers.tolist() == [2]
+
+
+def test_without_the_compiled_kernel_the_numpy_parser_does_the_work(small_dataset, write_csv, monkeypatch):
+    images, labels, usage = small_dataset
+    path = write_csv(csv_text(images, labels, usage))
+    data.compiled_kernel.cache_clear()
+    monkeypatch.setitem(sys.modules, "emotionnet.parse_kernel", None)  # makes the import fail
+    monkeypatch.delattr(emotionnet, "parse_kernel", raising=False)
+    try:
+        parsed = data.parse_csv(path)
+        assert data.compiled_kernel() is None
+    finally:
+        data.compiled_kernel.cache_clear()
+    np.testing.assert_array_equal(parsed.images, images)
+    np.testing.assert_array_equal(parsed.labels, labels)

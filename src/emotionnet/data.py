@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import functools
 import gzip
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ NO_USAGE = -1  # split code of rows from a CSV without a Usage column
 
 _NEWLINE, _CR, _COMMA, _QUOTE, _SPACE, _ZERO = 10, 13, 44, 34, 32, 48
 _BOM = b"\xef\xbb\xbf"
+log = logging.getLogger(__name__)
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 
 
@@ -245,10 +248,23 @@ def parse_chunk(data: bytes, first_line: int, layout: CsvLayout, path) -> Parsed
     return parsed if parsed is not None else parse_chunk_numpy(data, first_line, layout, path)
 
 
+@functools.cache
+def compiled_kernel():
+    """The ``parse_kernel`` module, imported on first use (keeps ``import emotionnet.data`` light),
+    or None where Numba cannot load or cache it; the NumPy parser then does all the work."""
+    try:
+        from emotionnet import parse_kernel
+    except (ImportError, RuntimeError) as error:
+        log.warning("compiled CSV parser unavailable (%s); using the slower NumPy parser", error)
+        return None
+    return parse_kernel
+
+
 def decode_chunk(data: bytes, first_line: int, layout: CsvLayout) -> ParsedChunk | None:
     """The compiled parser's result, or None if it did not accept the chunk (see parse_chunk_numpy)."""
-    from emotionnet import parse_kernel  # compiled on first use; keeps `import emotionnet.data` light
-
+    parse_kernel = compiled_kernel()
+    if parse_kernel is None:
+        return None
     columns = [layout.emotion, layout.pixels] + ([] if layout.usage is None else [layout.usage])
     if len(set(columns)) != len(columns) or not all(0 <= column < layout.n_columns for column in columns):
         return None  # only layouts from read_layout are decoded by the kernel
