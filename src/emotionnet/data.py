@@ -265,8 +265,8 @@ def decode_chunk(data: bytes, first_line: int, layout: CsvLayout) -> ParsedChunk
     parse_kernel = compiled_kernel()
     if parse_kernel is None:
         return None
-    columns = [layout.emotion, layout.pixels] + ([] if layout.usage is None else [layout.usage])
-    if len(set(columns)) != len(columns) or not all(0 <= column < layout.n_columns for column in columns):
+    used_columns = [layout.emotion, layout.pixels] + ([] if layout.usage is None else [layout.usage])
+    if len(set(used_columns)) != len(used_columns) or not all(0 <= column < layout.n_columns for column in used_columns):
         return None  # only layouts from read_layout are decoded by the kernel
     raw = np.frombuffer(data, dtype=np.uint8)
     capacity = len(data) // parse_kernel.MIN_ROW_BYTES + 1
@@ -274,8 +274,8 @@ def decode_chunk(data: bytes, first_line: int, layout: CsvLayout) -> ParsedChunk
     labels = np.empty(capacity, dtype=np.int8)
     split_codes = np.full(capacity, NO_USAGE, dtype=np.int8)
     line_offsets = np.empty(capacity, dtype=np.int64)
-    columns = np.array([layout.n_columns, layout.emotion, layout.pixels, -1 if layout.usage is None else layout.usage], dtype=np.int64)
-    rows = parse_kernel.decode_lines(raw, columns, parse_kernel.USAGE_NAMES, parse_kernel.USAGE_LENGTHS, images, labels, split_codes, line_offsets)
+    layout_codes = np.array([layout.n_columns, layout.emotion, layout.pixels, -1 if layout.usage is None else layout.usage], dtype=np.int64)
+    rows = parse_kernel.decode_lines(raw, layout_codes, parse_kernel.USAGE_NAMES, parse_kernel.USAGE_LENGTHS, images, labels, split_codes, line_offsets)
     if rows == parse_kernel.FAILED:
         return None
     return ParsedChunk(images[:rows].reshape(-1, IMAGE_SIDE, IMAGE_SIDE), labels[:rows], split_codes[:rows], first_line + line_offsets[:rows])
