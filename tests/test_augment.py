@@ -1,4 +1,7 @@
-"""Augmentation: shapes, dtypes, determinism, and that it is off outside training."""
+"""Input pipeline and augmentation: batches, shapes, dtypes, determinism, and that augmentation is
+off outside training."""
+
+import pytest
 
 import numpy as np
 import tensorflow as tf
@@ -53,3 +56,31 @@ def test_tta_keeps_the_class_of_a_symmetric_face():
     with_tta = evaluate.predict_probabilities(model, symmetric, tta=True)
     assert plain.argmax() == with_tta.argmax()
     np.testing.assert_allclose(plain, with_tta, atol=1e-5)
+
+
+def _batches_of_shuffled_images(images, labels, batch_size, seed, epoch):
+    """The straightforward pipeline: shuffle the images themselves, then batch them."""
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
+    dataset = dataset.shuffle(len(images), seed=seed * 100_003 + epoch, reshuffle_each_iteration=False)
+    return [(batch_images.numpy() / np.float32(255.0), batch_labels.numpy()) for batch_images, batch_labels in dataset.batch(batch_size)]
+
+
+@pytest.mark.parametrize(("rows", "batch_size", "seed", "epoch"), [(50, 8, 1, 0), (50, 8, 1, 3), (37, 16, 5, 1), (7, 64, 2, 0)])
+def test_batches_equal_those_of_shuffling_the_images_themselves(rows, batch_size, seed, epoch):
+    generator = np.random.default_rng(rows)
+    images = generator.integers(0, 256, (rows, 48, 48), dtype=np.uint8)
+    labels = generator.integers(0, 7, rows)
+    expected = _batches_of_shuffled_images(images, labels, batch_size, seed, epoch)
+    batches = list(train.make_dataset(images, labels, batch_size, seed=seed, epoch=epoch))
+    assert len(batches) == len(expected)
+    for (batch_images, one_hot), (expected_images, expected_labels) in zip(batches, expected):
+        assert batch_images.dtype == tf.float32 and batch_images.shape == (*expected_images.shape, 1)
+        np.testing.assert_array_equal(batch_images.numpy()[..., 0], expected_images)
+        np.testing.assert_array_equal(one_hot.numpy().argmax(axis=1), expected_labels)
+
+
+def test_another_epoch_gives_another_order():
+    images = np.arange(40, dtype=np.uint8).repeat(48 * 48).reshape(40, 48, 48)
+    first = [float(batch[0, 0, 0, 0]) for batch, _ in train.make_dataset(images, np.zeros(40, np.int64), 1, seed=3, epoch=0)]
+    second = [float(batch[0, 0, 0, 0]) for batch, _ in train.make_dataset(images, np.zeros(40, np.int64), 1, seed=3, epoch=1)]
+    assert sorted(first) == sorted(second) and first != second

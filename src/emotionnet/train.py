@@ -45,20 +45,27 @@ DEFAULTS = {
 
 def make_dataset(images, labels, batch_size: int, *, seed: int | None = None, epoch: int = 0, augment: dict | None = None, mixup_alpha: float = 0.0):
     """A tf.data pipeline over uint8 images: (shuffle) -> batch -> float [0, 1] -> (augment) ->
-    one-hot -> prefetch. The whole dataset is never held as float32."""
+    one-hot -> prefetch. The whole dataset is never held as float32.
+
+    Only the row numbers go through tf.data's shuffle and batch; each batch then gathers its
+    images in one op. The shuffle order depends only on the seed and the number of rows, so the
+    batches are exactly those of shuffling and batching the images themselves, without copying
+    every image through the shuffle buffer one at a time."""
     import tensorflow as tf
 
     from emotionnet import augment as augmentation
 
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
+    with tf.device("/cpu:0"):  # tf.data runs on the CPU, also where a GPU trains
+        all_images = tf.constant(images)
+        all_labels = tf.constant(labels.astype(np.int32))
+    rows = tf.data.Dataset.range(len(images))
     if seed is not None:
-        dataset = dataset.shuffle(len(images), seed=seed * 100_003 + epoch, reshuffle_each_iteration=False)
-    dataset = dataset.batch(batch_size).enumerate()
+        rows = rows.shuffle(len(images), seed=seed * 100_003 + epoch, reshuffle_each_iteration=False)
+    dataset = rows.batch(batch_size).enumerate()
 
-    def prepare(batch_index, batch):
-        batch_images, batch_labels = batch
-        batch_images = tf.cast(batch_images[..., None], tf.float32) / 255.0
-        one_hot = tf.one_hot(batch_labels, len(data.EMOTIONS))
+    def prepare(batch_index, batch_rows):
+        batch_images = tf.cast(tf.gather(all_images, batch_rows)[..., None], tf.float32) / 255.0
+        one_hot = tf.one_hot(tf.gather(all_labels, batch_rows), len(data.EMOTIONS))
         if seed is not None:
             batch_seed = tf.stack([tf.constant(seed * 1_000 + epoch, tf.int64), batch_index])
             if augment:
