@@ -3,6 +3,8 @@
 import keras
 import numpy as np
 import pytest
+import yaml
+from conftest import REPO
 
 from emotionnet import models, train
 
@@ -74,3 +76,15 @@ def test_mixed_precision_trains_in_bfloat16_and_returns_a_float32_model(tmp_path
     assert keras.mixed_precision.dtype_policy().name == "float32"  # the global policy is restored
     probabilities = np.asarray(model(images[:32, ..., None].astype(np.float32) / 255.0))
     np.testing.assert_allclose(probabilities, np.asarray(trained(images[:32, ..., None].astype(np.float32) / 255.0)), atol=0.05)
+
+
+def test_a_misspelt_hyperparameter_is_refused_not_ignored():
+    with pytest.raises(ValueError, match=r"architecture 'resnet' has no hyperparameter 'block_per_stage'; it takes: widths, blocks_per_stage, dropout"):
+        models.build("resnet", block_per_stage=1)
+
+
+@pytest.mark.parametrize("name", sorted(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"]))
+def test_every_configured_model_builds_from_its_config_block(name):
+    block = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"][name]
+    model = models.build(block["architecture"], **block.get("hyperparameters", {}))
+    assert model.output_shape == (None, 7)

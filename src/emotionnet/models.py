@@ -1,10 +1,12 @@
-"""The model registry: architectures by name. Every builder takes the input shape, the number of
-classes and its own hyperparameters from the config's model block, and returns an uncompiled
+"""The model registry: architectures by name. Every builder takes its own hyperparameters from the
+config's model block (``build`` refuses names a builder does not take), and returns an uncompiled
 ``keras.Model`` whose inputs are float images scaled to [0, 1] with shape (48, 48, 1). The output
 layer always computes in float32, so that under a mixed-precision policy the probabilities (and
 the loss) keep full precision."""
 
 from __future__ import annotations
+
+import inspect
 
 import keras
 
@@ -12,7 +14,7 @@ INPUT_SHAPE = (48, 48, 1)
 N_CLASSES = 7
 
 
-def seed(dropout_conv: float = 0.25, dropout_dense: float = 0.5, **_):
+def seed(dropout_conv: float = 0.25, dropout_dense: float = 0.5):
     """The reference CNN: Conv32-Conv64-MaxPool-Dropout-Flatten-Dense128-Dropout-Dense7."""
     return keras.Sequential(
         [
@@ -36,7 +38,7 @@ def _conv_bn_relu(tensor, filters, name):
     return keras.layers.ReLU(name=f"{name}_relu")(tensor)
 
 
-def vgg_bn(widths=(32, 64, 128, 256), convs_per_stage: int = 2, dropout: float = 0.3, **_):
+def vgg_bn(widths=(32, 64, 128, 256), convs_per_stage: int = 2, dropout: float = 0.3):
     """VGG-style stages of 3x3 conv + batch norm + ReLU, max-pooling between stages, global average
     pooling and dropout before the classifier."""
     inputs = keras.Input(INPUT_SHAPE)
@@ -52,7 +54,7 @@ def vgg_bn(widths=(32, 64, 128, 256), convs_per_stage: int = 2, dropout: float =
     return keras.Model(inputs, outputs, name="vgg_bn")
 
 
-def resnet(widths=(32, 64, 128, 256), blocks_per_stage: int = 2, dropout: float = 0.3, **_):
+def resnet(widths=(32, 64, 128, 256), blocks_per_stage: int = 2, dropout: float = 0.3):
     """A small pre-activation-free ResNet: a stem conv, residual stages (stride-2 at each new
     stage, 1x1 projection shortcuts), global average pooling and dropout before the classifier."""
     inputs = keras.Input(INPUT_SHAPE)
@@ -77,7 +79,7 @@ def resnet(widths=(32, 64, 128, 256), blocks_per_stage: int = 2, dropout: float 
     return keras.Model(inputs, outputs, name="resnet")
 
 
-def mini_xception(width: int = 8, block_widths=(16, 32, 64, 128), **_):
+def mini_xception(width: int = 8, block_widths=(16, 32, 64, 128)):
     """mini-XCEPTION (Arriaga et al. 2017): two plain convs, four depthwise-separable residual
     blocks, and a convolutional classifier with global average pooling (about 58k parameters)."""
     inputs = keras.Input(INPUT_SHAPE)
@@ -107,6 +109,10 @@ def build(architecture: str, **hyperparameters) -> keras.Model:
     """Build a registered architecture by name."""
     if architecture not in REGISTRY:
         raise ValueError(f"unknown architecture {architecture!r}; registered: {', '.join(sorted(REGISTRY))}")
+    accepted = inspect.signature(REGISTRY[architecture]).parameters
+    unknown = sorted(set(hyperparameters) - set(accepted))
+    if unknown:
+        raise ValueError(f"architecture {architecture!r} has no hyperparameter {', '.join(map(repr, unknown))}; it takes: {', '.join(accepted)}")
     return REGISTRY[architecture](**hyperparameters)
 
 
