@@ -147,7 +147,7 @@ def main():
     images, labels = parsed.images[rows], parsed.labels[rows].astype(np.int64)
     peak, how = peak_gflops()
     print(f"machine: {cpu_description()}\npeak: {how}\n{len(images)} training images from {args.csv} per timed epoch, {args.repeats} passes of each contender (median and fastest)\n")
-    print(f"{'model':<10}{'contender':<40}{'img/s':>7}{'GFLOP/s':>9}{'% peak':>8}{'vs plain':>9}{'fastest':>9}{'vs plain':>9}")
+    print(f"{'model':<14}{'contender':<40}{'img/s':>7}{'GFLOP/s':>9}{'% peak':>8}{'vs plain':>9}{'fastest':>9}{'vs plain':>9}")
     worst, worst_fastest, worst_keras, best_peak = np.inf, np.inf, np.inf, 0.0
     for name in names:
         seconds = time_contenders(model_settings(name, config["models"][name]), images, labels, args.repeats)
@@ -156,7 +156,7 @@ def main():
         for label, values in seconds.items():
             rate, fastest = len(images) / median(values), len(images) / min(values)
             gflops = rate * flops_per_image / 1e9
-            print(f"{name:<10}{label:<40}{rate:>7.0f}{gflops:>9.1f}{100 * gflops / peak:>7.0f}%{rate / plain:>8.2f}x{fastest:>9.0f}{fastest / plain_fastest:>8.2f}x")
+            print(f"{name:<14}{label:<40}{rate:>7.0f}{gflops:>9.1f}{100 * gflops / peak:>7.0f}%{rate / plain:>8.2f}x{fastest:>9.0f}{fastest / plain_fastest:>8.2f}x")
             if label != BFLOAT16:
                 best_peak = max(best_peak, gflops / peak)
         pipeline = len(images) / median(seconds[PIPELINE])
