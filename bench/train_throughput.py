@@ -72,12 +72,7 @@ def with_keras_augmentation(settings, steps):
     import keras
 
     model = keras.Sequential([keras.Input(models.INPUT_SHAPE), *keras_augmentation_layers(), train.build_model(settings)])
-    model.compile(
-        optimizer=train.make_optimizer(settings, steps),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=settings["label_smoothing"]),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
-    return model
+    return train.compile_model(model, settings, steps)
 
 
 def contenders(settings, images, labels):
@@ -103,8 +98,8 @@ def contenders(settings, images, labels):
     }
 
 
-def time_contenders(settings, images, labels, repeats: int) -> dict:
-    """Contender -> seconds of each timed pass (alternating contenders), plus "flops per image"."""
+def time_contenders(settings, images, labels, repeats: int) -> tuple[dict, float]:
+    """(contender -> seconds of each timed pass, alternating contenders; FLOPs per trained image)."""
     runs = contenders(settings, images, labels)
     flops_per_image = 3 * 2 * models.multiply_adds(runs[PLAIN][0])  # forward + backward ~ 3x forward
     for model, factory in runs.values():
@@ -116,7 +111,7 @@ def time_contenders(settings, images, labels, repeats: int) -> dict:
             start = time.perf_counter()
             model.fit(**arguments, epochs=1, verbose=0)
             seconds[label].append(time.perf_counter() - start)
-    return {**seconds, "flops per image": flops_per_image}
+    return seconds, flops_per_image
 
 
 def distinct_models(config: dict) -> list[str]:
@@ -150,8 +145,7 @@ def main():
     print(f"{'model':<14}{'contender':<40}{'img/s':>7}{'GFLOP/s':>9}{'% peak':>8}{'vs plain':>9}{'fastest':>9}{'vs plain':>9}")
     worst, worst_fastest, worst_keras, best_peak = np.inf, np.inf, np.inf, 0.0
     for name in names:
-        seconds = time_contenders(model_settings(name, config["models"][name]), images, labels, args.repeats)
-        flops_per_image = seconds.pop("flops per image")
+        seconds, flops_per_image = time_contenders(model_settings(name, config["models"][name]), images, labels, args.repeats)
         plain, plain_fastest = len(images) / median(seconds[PLAIN]), len(images) / min(seconds[PLAIN])
         for label, values in seconds.items():
             rate, fastest = len(images) / median(values), len(images) / min(values)
@@ -162,7 +156,7 @@ def main():
         pipeline = len(images) / median(seconds[PIPELINE])
         worst = min(worst, pipeline / plain)
         worst_fastest = min(worst_fastest, len(images) / min(seconds[PIPELINE]) / plain_fastest)
-        worst_keras = min(worst_keras, pipeline * median(seconds[KERAS_LAYERS]) / len(images))
+        worst_keras = min(worst_keras, pipeline / (len(images) / median(seconds[KERAS_LAYERS])))
         print()
     print(
         f"SUMMARY train: pipeline with augmentation is at worst {worst:.2f}x plain fit without augmentation "

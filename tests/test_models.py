@@ -83,8 +83,11 @@ def test_a_misspelt_hyperparameter_is_refused_not_ignored():
         models.build("resnet", block_per_stage=1)
 
 
-@pytest.mark.parametrize("name", sorted(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"]))
+CONFIGURED_MODELS = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"]
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGURED_MODELS))
 def test_every_configured_model_builds_from_its_config_block(name):
-    block = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"][name]
+    block = CONFIGURED_MODELS[name]
     model = models.build(block["architecture"], **block.get("hyperparameters", {}))
     assert model.output_shape == (None, 7)

@@ -141,9 +141,13 @@ def float32_copy(model, settings: dict):
 
 def build_compiled_model(settings: dict, steps_per_epoch: int):
     """The registered architecture, compiled with the configured optimiser and loss."""
+    return compile_model(build_model(settings, settings["precision"]), settings, steps_per_epoch)
+
+
+def compile_model(model, settings: dict, steps_per_epoch: int):
+    """Compile ``model`` with the optimiser, loss and metric of ``settings``; returns it."""
     import keras
 
-    model = build_model(settings, settings["precision"])
     model.compile(
         optimizer=make_optimizer(settings, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=settings["label_smoothing"]),
