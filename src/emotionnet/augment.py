@@ -16,9 +16,15 @@ def _uniform(seed, shape, low, high, salt):
     return tf.random.stateless_uniform(shape, seed=seed + tf.constant([0, salt], tf.int64) * 7919, minval=low, maxval=high)
 
 
+def flip_mask(seed, batch_size):
+    """Which images of a batch ``flip`` mirrors: a (batch_size,) bool tensor, each True with
+    probability 1/2."""
+    return _uniform(seed, [batch_size], 0.0, 1.0, 1) < 0.5
+
+
 def flip(images, seed):
-    """Mirror each image left-right with probability 1/2."""
-    mirrored = _uniform(seed, [tf.shape(images)[0], 1, 1, 1], 0.0, 1.0, 1) < 0.5
+    """Mirror each image left-right with probability 1/2 (the images ``flip_mask`` picks)."""
+    mirrored = tf.reshape(flip_mask(seed, tf.shape(images)[0]), [-1, 1, 1, 1])
     return tf.where(mirrored, tf.reverse(images, axis=[2]), images)
 
 

@@ -50,13 +50,19 @@ def make_dataset(images, labels, batch_size: int, *, seed: int | None = None, ep
     Only the row numbers go through tf.data's shuffle and batch; each batch then gathers its
     images in one op. The shuffle order depends only on the seed and the number of rows, so the
     batches are exactly those of shuffling and batching the images themselves, without copying
-    every image through the shuffle buffer one at a time."""
+    every image through the shuffle buffer one at a time. With the flip augmentation, a mirrored
+    uint8 copy of the images sits beside them and each batch gathers its mirrored images from it:
+    the same batches as ``augment.flip`` gives, without mirroring floats in every batch."""
     import tensorflow as tf
 
     from emotionnet import augment as augmentation
 
+    augment = dict(augment or {}) if seed is not None else {}
+    mirror = bool(augment.pop("flip", False))
     with tf.device("/cpu:0"):  # tf.data runs on the CPU, also where a GPU trains
         all_images = tf.constant(images)
+        if mirror:
+            all_images = tf.concat([all_images, tf.reverse(all_images, axis=[2])], axis=0)
         all_labels = tf.constant(labels.astype(np.int32))
     rows = tf.data.Dataset.range(len(images))
     if seed is not None:
@@ -64,14 +70,15 @@ def make_dataset(images, labels, batch_size: int, *, seed: int | None = None, ep
     dataset = rows.batch(batch_size).enumerate()
 
     def prepare(batch_index, batch_rows):
-        batch_images = tf.cast(tf.gather(all_images, batch_rows)[..., None], tf.float32) / 255.0
         one_hot = tf.one_hot(tf.gather(all_labels, batch_rows), len(data.EMOTIONS))
-        if seed is not None:
-            batch_seed = tf.stack([tf.constant(seed * 1_000 + epoch, tf.int64), batch_index])
-            if augment:
-                batch_images = augmentation.augment_batch(batch_images, batch_seed, augment)
-            if mixup_alpha > 0:
-                batch_images, one_hot = augmentation.mixup(batch_images, one_hot, batch_seed, mixup_alpha)
+        batch_seed = tf.stack([tf.constant((seed or 0) * 1_000 + epoch, tf.int64), batch_index])
+        if mirror:
+            batch_rows += tf.cast(augmentation.flip_mask(batch_seed, tf.size(batch_rows)), tf.int64) * len(images)
+        batch_images = tf.cast(tf.gather(all_images, batch_rows)[..., None], tf.float32) / 255.0
+        if augment:
+            batch_images = augmentation.augment_batch(batch_images, batch_seed, augment)
+        if seed is not None and mixup_alpha > 0:
+            batch_images, one_hot = augmentation.mixup(batch_images, one_hot, batch_seed, mixup_alpha)
         return batch_images, one_hot
 
     dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
