@@ -40,6 +40,7 @@ DEFAULTS = {
     "augment": {},
     "jit_compile": False,
     "precision": "float32",
+    "weight_average_decay": None,
 }
 
 
@@ -198,6 +199,7 @@ class Checkpoint:
         self.state_path = self.folder / "state.json"
         self.model_path = self.folder / "last.keras"
         self.best_path = self.folder / "best.weights.h5"
+        self.average_path = self.folder / "average.npz"
 
     def load(self):
         """(model, state) of a matching earlier run, or None."""
@@ -216,17 +218,24 @@ class Checkpoint:
             variable.assign(np.array(value, dtype=variable.dtype))
         return model, state
 
-    def save(self, model, state: dict, improved: bool):
+    def save(self, model, state: dict, improved: bool, average=None):
+        """``average``: the run's WeightAverage, if any; its weights are the ones kept as best."""
         self.folder.mkdir(parents=True, exist_ok=True)
         model_partial = data.atomic_path(self.model_path)
         model.save(model_partial)
+        if average is not None:
+            average_partial = data.atomic_path(self.average_path)
+            average.save(average_partial)
         if improved:
             best_partial = data.atomic_path(self.best_path)
-            model.save_weights(best_partial)
+            with average.in_model() if average is not None else contextlib.nullcontext():
+                model.save_weights(best_partial)
         state_partial = data.atomic_path(self.state_path)
         random_states = [np.asarray(variable).tolist() for variable in _random_states(model)]
         state_partial.write_text(json.dumps({**state, "random_states": random_states, "run_id": self.run_id}, indent=1))
         os.replace(model_partial, self.model_path)
+        if average is not None:
+            os.replace(average_partial, self.average_path)
         if improved:
             os.replace(best_partial, self.best_path)
         os.replace(state_partial, self.state_path)
@@ -279,15 +288,16 @@ def _memory_guard(budget_mb: float | None):
     return MemoryGuard()
 
 
-def _fit_epoch(model, train_dataset, val_dataset, epoch: int, class_weight, memory_budget_mb):
-    """One epoch of ``model.fit``; raises a clear error on NaN loss, on running over the memory
-    budget, or when TensorFlow cannot allocate memory. Nothing is saved in those cases."""
+def _fit_epoch(model, train_dataset, val_dataset, epoch: int, class_weight, memory_budget_mb, callbacks=()):
+    """One epoch of ``model.fit`` with the extra Keras ``callbacks``; raises a clear error on NaN
+    loss, on running over the memory budget, or when TensorFlow cannot allocate memory. Nothing is
+    saved in those cases."""
     import keras
     import tensorflow as tf
 
     guard = _memory_guard(memory_budget_mb)
     try:
-        logs = model.fit(train_dataset, validation_data=val_dataset, epochs=epoch + 1, initial_epoch=epoch, class_weight=class_weight, shuffle=False, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN(), guard]).history
+        logs = model.fit(train_dataset, validation_data=val_dataset, epochs=epoch + 1, initial_epoch=epoch, class_weight=class_weight, shuffle=False, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN(), guard, *callbacks]).history
     except (tf.errors.ResourceExhaustedError, MemoryError) as error:
         raise TrainingMemoryError(f"out of memory in epoch {epoch + 1}: {str(error).splitlines()[0][:200]}; no model was written (lower batch_size, or give the job more memory)") from None
     if guard.exceeded_mb is not None:
@@ -297,12 +307,26 @@ def _fit_epoch(model, train_dataset, val_dataset, epoch: int, class_weight, memo
     return logs
 
 
+def _weight_average(model, decay, resumed_checkpoint):
+    """None without ``decay``; else the model's WeightAverage, restored from a resumed checkpoint."""
+    if not decay:
+        return None
+    from emotionnet import averaging
+
+    average = averaging.WeightAverage(model, decay)
+    if resumed_checkpoint is not None:
+        average.load(resumed_checkpoint.average_path)
+    return average
+
+
 def train(train_images, train_labels, val_images, val_labels, *, settings: dict, seed: int, checkpoint_dir, threads: int = 1, deterministic: bool = True, memory_budget_mb: float | None = None):
     """Train a model as ``settings`` describe; returns (model with best-val weights, history rows).
     A mixed-precision run returns the float32 copy of its model.
 
     Resumes from ``checkpoint_dir`` when it holds a checkpoint of the same run. Stops with
-    TrainingMemoryError when the process's memory passes ``memory_budget_mb``."""
+    TrainingMemoryError when the process's memory passes ``memory_budget_mb``. With
+    ``weight_average_decay``, validation and the kept weights are the moving average of the
+    weights (``averaging.WeightAverage``)."""
     settings = {**DEFAULTS, **settings}
     runtime.configure(threads=threads, seed=seed, deterministic=deterministic)
     steps_per_epoch = math.ceil(len(train_images) / settings["batch_size"])
@@ -314,6 +338,8 @@ def train(train_images, train_labels, val_images, val_labels, *, settings: dict,
     else:
         model = build_compiled_model(settings, steps_per_epoch)
         state = {"history": [], "best_val_accuracy": -1.0, "epochs_without_improvement": 0}
+    average = _weight_average(model, settings["weight_average_decay"], checkpoint if resumed else None)
+    callbacks = [average.callback()] if average else []
     log.info("%s: %d parameters, %d train and %d val images, %d epochs of %d steps", settings["architecture"], model.count_params(), len(train_images), len(val_images), settings["epochs"], steps_per_epoch)
     val_dataset = make_dataset(val_images, val_labels, 512)
     weights = class_weights(train_labels, settings["class_weight"])
@@ -321,7 +347,7 @@ def train(train_images, train_labels, val_images, val_labels, *, settings: dict,
     for epoch in range(len(state["history"]), settings["epochs"]):
         started = time.perf_counter()
         train_dataset = make_dataset(train_images, train_labels, settings["batch_size"], seed=seed, epoch=epoch, augment=settings["augment"], mixup_alpha=settings["mixup"])
-        logs = _fit_epoch(model, train_dataset, val_dataset, epoch, weights, memory_budget_mb)
+        logs = _fit_epoch(model, train_dataset, val_dataset, epoch, weights, memory_budget_mb, callbacks)
         epoch_seconds = time.perf_counter() - started
         elapsed_before += epoch_seconds
         row = _epoch_row(epoch, logs, _current_learning_rate(model), epoch_seconds, elapsed_before)
@@ -332,7 +358,7 @@ def train(train_images, train_labels, val_images, val_labels, *, settings: dict,
             state["epochs_without_improvement"] = 0
         else:
             state["epochs_without_improvement"] += 1
-        checkpoint.save(model, state, improved)
+        checkpoint.save(model, state, improved, average)
         log.info("epoch %d/%d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f  lr %.2e  %.1f s%s", row["epoch"], settings["epochs"], row["loss"], row["accuracy"], row["val_loss"], row["val_accuracy"], row["learning_rate"], epoch_seconds, "  (best)" if improved else "")
         patience = settings["early_stopping_patience"]
         if patience is not None and state["epochs_without_improvement"] >= patience:
