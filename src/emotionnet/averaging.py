@@ -9,7 +9,6 @@ initialisation. Batch-norm statistics are not averaged (they are moving averages
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -78,7 +77,7 @@ class WeightAverage:
 
     def load(self, path):
         """Restore what ``save`` wrote."""
-        with np.load(Path(path), allow_pickle=False) as stored:
+        with np.load(path, allow_pickle=False) as stored:
             for index, average in enumerate(self.averages):
                 average.assign(stored[f"average_{index}"])
             self.step.assign(stored["step"])

@@ -58,7 +58,9 @@ def make_dataset(images, labels, batch_size: int, *, seed: int | None = None, ep
 
     from emotionnet import augment as augmentation
 
-    augment = dict(augment or {}) if seed is not None else {}
+    if seed is None:  # an unshuffled dataset (validation) is never augmented
+        augment, mixup_alpha = {}, 0.0
+    augment = dict(augment or {})
     mirror = bool(augment.pop("flip", False))
     with tf.device("/cpu:0"):  # tf.data runs on the CPU, also where a GPU trains
         all_images = tf.constant(images)
@@ -78,7 +80,7 @@ def make_dataset(images, labels, batch_size: int, *, seed: int | None = None, ep
         batch_images = tf.cast(tf.gather(all_images, batch_rows)[..., None], tf.float32) / 255.0
         if augment:
             batch_images = augmentation.augment_batch(batch_images, batch_seed, augment)
-        if seed is not None and mixup_alpha > 0:
+        if mixup_alpha > 0:
             batch_images, one_hot = augmentation.mixup(batch_images, one_hot, batch_seed, mixup_alpha)
         return batch_images, one_hot
 
