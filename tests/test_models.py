@@ -91,3 +91,11 @@ def test_every_configured_model_builds_from_its_config_block(name):
     block = CONFIGURED_MODELS[name]
     model = models.build(block["architecture"], **block.get("hyperparameters", {}))
     assert model.output_shape == (None, 7)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_every_optimizer_applies_the_configured_weight_decay(optimizer):
+    settings = {**train.DEFAULTS, "optimizer": optimizer, "learning_rate": 0.1, "weight_decay": 0.5}
+    weights = keras.Variable(np.ones(3, np.float32))
+    train.make_optimizer(settings, steps_per_epoch=1).apply_gradients([(np.zeros(3, np.float32), weights)])
+    np.testing.assert_allclose(weights.numpy(), 1 - 0.1 * 0.5)  # zero gradient: only the decay moves them

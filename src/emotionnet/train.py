@@ -113,7 +113,7 @@ def make_optimizer(settings: dict, steps_per_epoch: int):
     rate = learning_rate_schedule(settings, steps_per_epoch)
     name = settings["optimizer"]
     if name == "adam":
-        return keras.optimizers.Adam(rate)
+        return keras.optimizers.Adam(rate, weight_decay=settings["weight_decay"] or None)
     if name == "adamw":
         return keras.optimizers.AdamW(rate, weight_decay=settings["weight_decay"])
     if name == "sgd":
