@@ -99,3 +99,13 @@ def test_every_optimizer_applies_the_configured_weight_decay(optimizer):
     weights = keras.Variable(np.ones(3, np.float32))
     train.make_optimizer(settings, steps_per_epoch=1).apply_gradients([(np.zeros(3, np.float32), weights)])
     np.testing.assert_allclose(weights.numpy(), 1 - 0.1 * 0.5)  # zero gradient: only the decay moves them
+
+
+def test_resnet_takes_blocks_per_stage_as_one_number_or_one_per_stage():
+    def blocks(model):
+        return sorted({layer.name.split("_")[0] + "_" + layer.name.split("_")[1] for layer in model.layers if layer.name.endswith("_add")})
+
+    assert blocks(models.build("resnet", widths=[8, 16], blocks_per_stage=2)) == ["stage0_block0", "stage0_block1", "stage1_block0", "stage1_block1"]
+    assert blocks(models.build("resnet", widths=[8, 16], blocks_per_stage=[1, 3])) == ["stage0_block0", "stage1_block0", "stage1_block1", "stage1_block2"]
+    with pytest.raises(ValueError, match="one such number per stage"):
+        models.build("resnet", widths=[8, 16], blocks_per_stage=[1, 2, 3])

@@ -54,13 +54,17 @@ def vgg_bn(widths=(32, 64, 128, 256), convs_per_stage: int = 2, dropout: float =
     return keras.Model(inputs, outputs, name="vgg_bn")
 
 
-def resnet(widths=(32, 64, 128, 256), blocks_per_stage: int = 2, dropout: float = 0.3):
+def resnet(widths=(32, 64, 128, 256), blocks_per_stage: int | list = 2, dropout: float = 0.3):
     """A small pre-activation-free ResNet: a stem conv, residual stages (stride-2 at each new
-    stage, 1x1 projection shortcuts), global average pooling and dropout before the classifier."""
+    stage, 1x1 projection shortcuts), global average pooling and dropout before the classifier.
+    ``blocks_per_stage`` is one number for every stage or a list with one number per stage."""
+    blocks = [blocks_per_stage] * len(widths) if isinstance(blocks_per_stage, int) else list(blocks_per_stage)
+    if len(blocks) != len(widths) or min(blocks) < 1:
+        raise ValueError(f"resnet: blocks_per_stage must be a number >= 1 or one such number per stage ({len(widths)}), got {blocks_per_stage!r}")
     inputs = keras.Input(INPUT_SHAPE)
     tensor = _conv_bn_relu(inputs, widths[0], "stem")
     for stage, filters in enumerate(widths):
-        for block in range(blocks_per_stage):
+        for block in range(blocks[stage]):
             strides = 2 if stage > 0 and block == 0 else 1
             name = f"stage{stage}_block{block}"
             shortcut = tensor
