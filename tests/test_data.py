@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import csv_text
 from csv_strategies import mutated_csv
@@ -15,13 +16,29 @@ from emotionnet import data, parse_kernel
 from emotionnet.reference import parse_reference
 
 
+def _each_parser(path):
+    """The whole-file parse, and the body parsed by the compiled kernel and by the NumPy parser
+    alone (parse_csv falls back to NumPy silently, so the kernel must be checked on its own)."""
+    header, _, body = path.read_bytes().partition(b"\n")
+    layout = data.read_layout(path, header)
+    compiled = data.decode_chunk(body, 2, layout)
+    assert compiled is not None, "the compiled kernel refused the chunk"
+    return {"parse_csv": data.parse_csv(path), "compiled": compiled, "numpy": data.parse_chunk_numpy(body, 2, layout, path)}
+
+
+def _assert_same_parse(first, second):
+    for field in ("images", "labels", "split_codes", "line_numbers"):
+        np.testing.assert_array_equal(getattr(first, field), getattr(second, field))
+
+
 def test_matches_reference_on_random_rows(small_dataset, write_csv):
     images, labels, usage = small_dataset
     path = write_csv(csv_text(images, labels, usage))
-    parsed = data.parse_csv(path)
     reference = parse_reference(path)
-    np.testing.assert_array_equal(parsed.images, reference["images"])
-    np.testing.assert_array_equal(parsed.labels, reference["labels"])
+    for parsed in _each_parser(path).values():
+        np.testing.assert_array_equal(parsed.images, reference["images"])
+        np.testing.assert_array_equal(parsed.labels, reference["labels"])
+    parsed = data.parse_csv(path)
     np.testing.assert_array_equal(parsed.images, images)
     assert parsed.images.dtype == np.uint8 and parsed.labels.dtype == np.int8
     assert parsed.line_numbers.tolist() == list(range(2, 62))
@@ -29,12 +46,13 @@ def test_matches_reference_on_random_rows(small_dataset, write_csv):
     assert (names[parsed.split_codes] == usage).all()
 
 
-def test_edge_case_formatting_matches_reference(small_dataset, write_csv):
-    """Leading zeros, extra and trailing spaces, quoted fields, CRLF line endings and a BOM."""
-    images, labels, usage = small_dataset
+def edge_case_csv(images, labels, usage) -> str:
+    """Leading zeros (up to 6 digits), extra and trailing spaces, quoted fields, CRLF line endings
+    and a BOM."""
     lines = ["\ufeffemotion,pixels,Usage"]
-    for index, image in enumerate(images[:20]):
-        tokens = [f"{value:03d}" if index % 3 == 0 else str(value) for value in image.ravel()]
+    for index, image in enumerate(images):
+        width = (0, 3, 4, 6)[index % 4] if index % 3 == 0 else 0
+        tokens = [f"{value:0{width}d}" for value in image.ravel()]
         separator = "  " if index % 4 == 1 else " "
         pixels = separator.join(tokens)
         if index % 5 == 2:
@@ -42,10 +60,39 @@ def test_edge_case_formatting_matches_reference(small_dataset, write_csv):
         if index % 2:
             pixels = f'"{pixels}"'
         lines.append(f"{labels[index]},{pixels},{usage[index]}")
-    path = write_csv("\r\n".join(lines) + "\r\n")
-    parsed = data.parse_csv(path)
-    np.testing.assert_array_equal(parsed.images, images[:20])
-    np.testing.assert_array_equal(parsed.images, parse_reference(path)["images"])
+    return "\r\n".join(lines) + "\r\n"
+
+
+def test_edge_case_formatting_matches_reference(small_dataset, write_csv):
+    """The edge cases of ``edge_case_csv``, for the compiled kernel and for the NumPy parser."""
+    images, labels, usage = small_dataset
+    path = write_csv(edge_case_csv(images[:20], labels[:20], usage[:20]))
+    reference = parse_reference(path)
+    names = np.array(list(data.USAGE_TO_SPLIT))
+    for parsed in _each_parser(path).values():
+        np.testing.assert_array_equal(parsed.images, images[:20])
+        np.testing.assert_array_equal(parsed.images, reference["images"])
+        np.testing.assert_array_equal(parsed.labels, reference["labels"])
+        assert (names[parsed.split_codes] == usage[:20]).all()
+        assert parsed.line_numbers.tolist() == list(range(2, 22))
+
+
+@pytest.fixture(scope="module")
+def edge_case_file(tmp_path_factory):
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(24, 48, 48), dtype=np.uint8)
+    usage = rng.choice(list(data.USAGE_TO_SPLIT), size=24)
+    text = edge_case_csv(images, rng.integers(0, 7, size=24), usage)
+    path = tmp_path_factory.mktemp("chunks") / "edge.csv"
+    path.write_text(text.replace("\r\n", "\r\n\r\n", 3))  # and a few blank lines
+    return path, data.parse_csv(path, chunk_bytes=2**30)
+
+
+@settings(max_examples=60, deadline=None)
+@given(chunk_bytes=st.integers(1, 400_000), workers=st.integers(1, 3))
+def test_any_chunk_size_gives_identical_arrays(edge_case_file, chunk_bytes, workers):
+    path, whole = edge_case_file
+    _assert_same_parse(data.parse_csv(path, chunk_bytes=chunk_bytes, workers=workers), whole)
 
 
 @pytest.mark.parametrize("chunk_bytes", [1, 5000, 7001, 2**16, 2**24])
@@ -56,6 +103,7 @@ def test_chunk_size_does_not_change_result(small_dataset, write_csv, chunk_bytes
     np.testing.assert_array_equal(parsed.images, images)
     np.testing.assert_array_equal(parsed.labels, labels)
     assert parsed.line_numbers.tolist() == list(range(2, 62))
+    _assert_same_parse(parsed, data.parse_csv(path))
 
 
 def test_gzip_and_blank_lines(small_dataset, tmp_path):
@@ -168,6 +216,7 @@ def test_compiled_parser_accepts_exactly_what_the_numpy_parser_accepts(case):
 
 @pytest.mark.parametrize(("content", "line", "problem"), [case for case in BAD_INPUTS if case[1] not in (None, 1)])
 def test_compiled_parser_rejects_every_bad_row(content, line, problem):
+    assert data.compiled_kernel() is not None  # else decode_chunk returns None for everything
     header, _, body = content.encode().partition(b"\n")
     assert data.decode_chunk(body, 2, data.read_layout("bad.csv", header)) is None
 
@@ -179,6 +228,7 @@ def test_compiled_parser_knows_the_usage_names():
 
 def test_compiled_parser_leaves_unusual_layouts_to_the_numpy_parser():
     row = b"3," + b" ".join([b"7"] * 2304) + b",x\n"
+    assert data.decode_chunk(row.replace(b",x", b",Training"), 2, data.CsvLayout(3, 0, 1, 2)) is not None
     for layout in (data.CsvLayout(3, 0, -1, None), data.CsvLayout(2, 1, 1, None), data.CsvLayout(3, 0, 1, 5)):
         assert data.decode_chunk(row, 2, layout) is None
 
