@@ -35,17 +35,24 @@ def test_zero_strength_affine_is_identity():
     np.testing.assert_allclose(out, images, atol=1e-6)
 
 
-def test_mixup_keeps_label_mass():
-    one_hot = tf.one_hot(np.arange(16) % 7, 7)
-    images, labels = augment.mixup(_batch(), one_hot, tf.constant([4, 5], tf.int64), 0.4)
+def test_mixup_blends_images_and_labels_with_one_weight_per_example():
+    classes = np.arange(16) % 7
+    originals = _batch()
+    images, labels = augment.mixup(originals, tf.one_hot(classes, 7), tf.constant([4, 5], tf.int64), 0.4)
     assert images.shape == (16, 48, 48, 1)
     np.testing.assert_allclose(tf.reduce_sum(labels, axis=1), 1.0, rtol=1e-6)
+    differs = classes != classes[::-1]  # rows whose partner (the reversed batch) has another class
+    weights = labels.numpy()[np.arange(16), classes][differs]
+    assert (weights >= 0.5).all() and (weights < 0.99).any()  # each keeps most of itself; some really mix
+    expected = weights[:, None, None, None] * originals.numpy()[differs] + (1 - weights[:, None, None, None]) * originals.numpy()[::-1][differs]
+    np.testing.assert_allclose(images.numpy()[differs], expected, atol=1e-6)
 
 
 def test_unshuffled_dataset_is_not_augmented():
     images = np.random.default_rng(0).integers(0, 256, (10, 48, 48), dtype=np.uint8)
-    batches = list(train.make_dataset(images, np.zeros(10, np.int64), 10, augment=ALL_ON))
+    batches = list(train.make_dataset(images, np.zeros(10, np.int64), 10, augment=ALL_ON, mixup_alpha=0.4))
     np.testing.assert_allclose(batches[0][0][..., 0], images / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(batches[0][1], np.eye(7)[np.zeros(10, int)])  # labels not mixed
 
 
 def test_tta_keeps_the_class_of_a_symmetric_face():
@@ -56,6 +63,8 @@ def test_tta_keeps_the_class_of_a_symmetric_face():
     with_tta = evaluate.predict_probabilities(model, symmetric, tta=True)
     assert plain.argmax() == with_tta.argmax()
     np.testing.assert_allclose(plain, with_tta, atol=1e-5)
+    asymmetric = np.concatenate([image, np.zeros_like(image)], axis=2)  # TTA is on: it changes this one
+    assert np.abs(evaluate.predict_probabilities(model, asymmetric) - evaluate.predict_probabilities(model, asymmetric, tta=True)).max() > 1e-4
 
 
 def _batches_of_shuffled_images(images, labels, batch_size, seed, epoch):

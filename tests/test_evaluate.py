@@ -30,8 +30,10 @@ def test_ensemble_of_two_models_on_synthetic_data():
     images, labels, _ = synthetic.generate(80, seed=5)
     members = [models.build("mini_xception"), models.build("vgg_bn", widths=(8, 16))]
     metrics, table = evaluate.evaluate(members, images, labels, split="val", tta=True)
-    assert metrics["n"] == 80 and 0 <= metrics["accuracy"] <= 1 and "tta" in metrics
     probabilities = table[[column for column in table if column.startswith("p_")]].to_numpy()
+    assert metrics["n"] == 80 and metrics["tta"]["n"] == 80
+    assert metrics["accuracy"] == pytest.approx((probabilities.argmax(axis=1) == labels).mean())
+    assert np.sum(metrics["confusion_matrix"]) == 80 and np.isfinite(metrics["log_loss"])
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     mean = (evaluate.predict_probabilities(members[0], images) + evaluate.predict_probabilities(members[1], images)) / 2
     np.testing.assert_allclose(probabilities, mean, rtol=1e-5)

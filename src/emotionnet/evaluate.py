@@ -92,7 +92,7 @@ def predictions_table(labels, probabilities) -> pd.DataFrame:
 
 def evaluate(models, images, labels, *, split: str, tta: bool, crop_shift: int = 0, batch_size: int = 512):
     """(metrics dict, predictions table) of one model or an ensemble on one split, plus metrics
-    with mirror TTA (``tta``) and with mirror + 5 shifted crops (``crop_shift`` > 0). An empty
+    with mirror TTA (``tta``) and with the 10 views of ``tta_views`` (``crop_shift`` > 0). An empty
     split gives metrics that say so, and an empty table."""
     header = {"split": split, "members": [getattr(model, "name", "model") for model in models]}
     if len(labels) == 0:
