@@ -205,6 +205,7 @@ def test_same_config_twice_gives_identical_outputs_and_a_concurrent_run_is_locke
     deadline = time.monotonic() + 120
     while not (locks.exists() and any(locks.iterdir())) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert locks.exists() and any(locks.iterdir()), "the first run never locked the folder"
     second = snakemake(folder, "--cores", "1", "--configfile", config, check=False)
     assert second.returncode != 0 and "cannot be locked" in second.output, second.output[-2000:]
     assert first.wait(timeout=900) == 0, _run_log(folder).read_text()[-3000:]
@@ -214,7 +215,8 @@ def test_same_config_twice_gives_identical_outputs_and_a_concurrent_run_is_locke
 @pytest.mark.slow
 def test_killed_parse_train_and_report_jobs_recover_to_the_same_outputs(reference_run, tmp_path):
     folder, config = _project(tmp_path, "killed")
-    chooser = random.Random()
+    seed = int(os.environ.get("KILL_SEED", random.randrange(2**32)))  # KILL_SEED=<seed> replays a failure
+    chooser = random.Random(seed)
     kills = {}
     # 1. the parse job, at a random moment of its life
     kills["parse"] = _kill_parse(folder, config, delay=chooser.uniform(0, 0.5))
@@ -227,9 +229,9 @@ def test_killed_parse_train_and_report_jobs_recover_to_the_same_outputs(referenc
     run.wait(timeout=900)
     # the next plain run redoes whatever is incomplete
     snakemake(folder, "--cores", "2", "--set-threads", "train=1", "--configfile", config)
-    assert kills == {"parse": True, "train": True, "report": True}, kills
+    assert kills == {"parse": True, "train": True, "report": True}, f"KILL_SEED={seed}: {kills}"
     train_log = (_results(folder) / "logs" / "train" / "seed.log").read_text()
-    assert f"resuming from epoch {kill_after}" in train_log or f"resuming from epoch {kill_after + 1}" in train_log, train_log[-2000:]
+    assert f"resuming from epoch {kill_after}" in train_log or f"resuming from epoch {kill_after + 1}" in train_log, f"KILL_SEED={seed}\n" + train_log[-2000:]
     assert _history(folder)["epoch"].tolist() == [1, 2, 3, 4, 5]
     _same_outputs(reference_run, folder)
     assert snakemake(folder, "-n", "--configfile", config).output.count("Nothing to be done") == 1

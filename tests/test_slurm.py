@@ -44,16 +44,19 @@ def _slurm_ready() -> str | None:
     return None
 
 
+def _checkpointed_epochs(state) -> int:
+    try:
+        return len(json.loads(state.read_text())["history"])
+    except (OSError, ValueError):
+        return 0
+
+
 def _kill_train_after_first_epoch(folder, killed: dict):
     """SIGKILL the seed model's training process (a SLURM job step) once it checkpointed epoch 1."""
     state = folder / "results" / "synthetic" / "models" / "seed" / "checkpoint" / "state.json"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and not killed.get("done"):
-        try:
-            epochs = len(json.loads(state.read_text())["history"])
-        except (OSError, ValueError):
-            epochs = 0
-        if epochs >= 1:
+        if _checkpointed_epochs(state) >= 1:
             for process in psutil.process_iter(["cmdline", "cwd"]):
                 try:
                     cmdline = process.info["cmdline"] or []
@@ -61,7 +64,8 @@ def _kill_train_after_first_epoch(folder, killed: dict):
                         continue
                     if any(item.path.endswith("train/seed.log") for item in process.open_files()):
                         process.kill()
-                        killed["epochs_before_kill"] = epochs
+                        process.wait(timeout=30)
+                        killed["epochs_before_kill"] = _checkpointed_epochs(state)  # read again: one more may have ended
                         return
                 except psutil.Error:
                     continue

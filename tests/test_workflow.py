@@ -113,14 +113,14 @@ def test_bad_config_key_fails_at_start_up(tmp_path):
     folder = copy_workflow(tmp_path / "project")
     bad = write_config(folder, {"models": {"seed": {"architecture": "seed", "epoch": 3}}})
     result = snakemake(folder, "-n", "--configfile", bad, check=False)
-    assert result.returncode != 0 and "epoch" in result.output and "Additional properties" in result.output
+    assert result.returncode != 0 and "('epoch' was unexpected)" in result.output
 
 
 def test_bad_key_in_a_dataset_override_fails_at_start_up(tmp_path):
     folder = copy_workflow(tmp_path / "project")
     bad = write_config(folder, {"datasets": {"synthetic": {"overrides": {"seed": {"epoch": 3}}}}})
     result = snakemake(folder, "-n", "--configfile", bad, check=False)
-    assert result.returncode != 0 and "epoch" in result.output and "Additional properties" in result.output
+    assert result.returncode != 0 and "('epoch' was unexpected)" in result.output
 
 
 def test_bad_csv_fails_parse_naming_the_line(tmp_path):
