@@ -6,7 +6,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from emotionnet import cli, models, predict
 
@@ -103,9 +103,15 @@ def test_missing_model_and_empty_input_are_clear_errors(tmp_path, capsys):
     assert code == 2 and "no image files" in err
 
 
-def test_images_above_the_pixel_limit_are_refused_before_decoding(tmp_path):
+def test_images_above_the_pixel_limit_are_refused_before_decoding(tmp_path, monkeypatch):
     path = tmp_path / "big.png"
     Image.new("L", (300, 200)).save(path)
+
+    def no_decoding(self):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(Image.Image, "load", no_decoding)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
     with pytest.raises(predict.ImageError, match="too large: 300x200 pixels"):
         predict.load_grayscale(path, max_pixels=50_000)
 
@@ -147,19 +153,24 @@ def test_palette_and_cmyk_images_match_their_rgb_source(tmp_path):
 
 
 def test_exif_rotation_is_applied(tmp_path):
-    image = Image.fromarray(_gradient(40, 60))
+    stored = np.add.outer(np.arange(40) * 3, np.arange(60)).astype(np.uint8)  # smooth: JPEG keeps it
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
     path = tmp_path / "rotated.jpg"
-    image.save(path, exif=exif.tobytes())
-    gray = predict.load_grayscale(path)
+    Image.fromarray(stored).save(path, exif=exif.tobytes(), quality=95)
+    gray = predict.load_grayscale(path).astype(np.int16)
     assert gray.shape == (60, 40)
+    assert np.abs(gray - np.rot90(stored, -1)).mean() < 2  # clockwise
+    assert np.abs(gray - np.rot90(stored, 1)).mean() > 20  # not the other way
 
 
 def test_crop_near_the_border_is_padded_to_a_square_48x48(rng):
     gray = rng.integers(0, 256, (100, 80), dtype=np.uint8)
     crop = predict.crop_face(gray, (60, 70, 30, 30))
     assert crop.shape == (48, 48) and crop.dtype == np.uint8
+    # the box grown by 10% per side is 36 px square from (57, 67); rows/columns past the border repeat the edge
+    square = gray[np.clip(np.arange(67, 67 + 36), 0, 99)][:, np.clip(np.arange(57, 57 + 36), 0, 79)]
+    np.testing.assert_array_equal(crop, predict.whole_image_face(square))
 
 
 def test_mirror_tta_keeps_the_class_of_a_symmetric_face(model_file):

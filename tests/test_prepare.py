@@ -50,9 +50,13 @@ def test_keeps_everything_when_drops_are_off(small_dataset, write_csv, tmp_path)
     images, labels, usage = small_dataset
     images[5] = 0
     usage[5] = "Training"
+    usage[6], usage[7] = "Training", "PublicTest"
+    images[6] = images[7]  # a train image that is also in val
     outputs = _outputs(tmp_path)
     prepare.prepare(write_csv(csv_text(images, labels, usage)), outputs, **{**SETTINGS, "drop_blank": False, "drop_cross_split_duplicates": False})
-    assert len(np.load(outputs["train_images"])) == (usage == "Training").sum()
+    for usage_name, split in data.USAGE_TO_SPLIT.items():
+        kept = np.load(outputs[f"{split}_images"])
+        np.testing.assert_array_equal(kept, images[usage == usage_name])
 
 
 def test_stratified_split_without_usage(rng, write_csv, tmp_path):
