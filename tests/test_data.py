@@ -35,10 +35,11 @@ def test_matches_reference_on_random_rows(small_dataset, write_csv):
     images, labels, usage = small_dataset
     path = write_csv(csv_text(images, labels, usage))
     reference = parse_reference(path)
-    for parsed in _each_parser(path).values():
+    parsers = _each_parser(path)
+    for parsed in parsers.values():
         np.testing.assert_array_equal(parsed.images, reference["images"])
         np.testing.assert_array_equal(parsed.labels, reference["labels"])
-    parsed = data.parse_csv(path)
+    parsed = parsers["parse_csv"]
     np.testing.assert_array_equal(parsed.images, images)
     assert parsed.images.dtype == np.uint8 and parsed.labels.dtype == np.int8
     assert parsed.line_numbers.tolist() == list(range(2, 62))

@@ -109,16 +109,17 @@ def test_html_report_builds(project):
     assert (folder / "report.html").stat().st_size > 50_000
 
 
-def test_bad_config_key_fails_at_start_up(tmp_path):
+@pytest.mark.parametrize(
+    "bad_config",
+    [
+        {"models": {"seed": {"architecture": "seed", "epoch": 3}}},
+        {"datasets": {"synthetic": {"overrides": {"seed": {"epoch": 3}}}}},  # in a dataset's override
+    ],
+    ids=["model_block", "dataset_override"],
+)
+def test_bad_config_key_fails_at_start_up(tmp_path, bad_config):
     folder = copy_workflow(tmp_path / "project")
-    bad = write_config(folder, {"models": {"seed": {"architecture": "seed", "epoch": 3}}})
-    result = snakemake(folder, "-n", "--configfile", bad, check=False)
-    assert result.returncode != 0 and "('epoch' was unexpected)" in result.output
-
-
-def test_bad_key_in_a_dataset_override_fails_at_start_up(tmp_path):
-    folder = copy_workflow(tmp_path / "project")
-    bad = write_config(folder, {"datasets": {"synthetic": {"overrides": {"seed": {"epoch": 3}}}}})
+    bad = write_config(folder, bad_config)
     result = snakemake(folder, "-n", "--configfile", bad, check=False)
     assert result.returncode != 0 and "('epoch' was unexpected)" in result.output
 
