@@ -48,6 +48,28 @@ def test_mixup_blends_images_and_labels_with_one_weight_per_example():
     np.testing.assert_allclose(images.numpy()[differs], expected, atol=1e-6)
 
 
+def test_random_crop_cuts_whole_pixel_windows_at_varying_places():
+    images = tf.reshape(tf.range(64 * 48 * 48, dtype=tf.float32), (64, 48, 48, 1))
+    crops = augment.random_crop(images, tf.constant([3, 4], tf.int64), 40).numpy()
+    assert crops.shape == (64, 40, 40, 1)
+    offsets = []
+    for image, crop in zip(images.numpy(), crops, strict=True):
+        top, left = divmod(int(crop[0, 0, 0] - image[0, 0, 0]), 48)
+        np.testing.assert_array_equal(crop, image[top : top + 40, left : left + 40])
+        offsets.append((top, left))
+    tops, lefts = zip(*offsets, strict=True)
+    assert set(tops) == set(lefts) == set(range(9))  # every offset 0..8 occurs, in both directions
+    np.testing.assert_array_equal(crops, augment.random_crop(images, tf.constant([3, 4], tf.int64), 40))
+
+
+def test_crops_are_for_training_batches_only():
+    images = np.random.default_rng(0).integers(0, 256, (10, 48, 48), dtype=np.uint8)
+    training = next(iter(train.make_dataset(images, np.zeros(10, np.int64), 10, seed=1, augment=ALL_ON, crop=40)))
+    validation = next(iter(train.make_dataset(images, np.zeros(10, np.int64), 10, crop=40)))
+    assert training[0].shape == (10, 40, 40, 1)
+    np.testing.assert_allclose(validation[0][..., 0], images / 255.0, rtol=1e-6)
+
+
 def test_unshuffled_dataset_is_not_augmented():
     images = np.random.default_rng(0).integers(0, 256, (10, 48, 48), dtype=np.uint8)
     batches = list(train.make_dataset(images, np.zeros(10, np.int64), 10, augment=ALL_ON, mixup_alpha=0.4))

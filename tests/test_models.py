@@ -78,6 +78,28 @@ def test_mixed_precision_trains_in_bfloat16_and_returns_a_float32_model(tmp_path
     np.testing.assert_allclose(probabilities, np.asarray(trained(images[:32, ..., None].astype(np.float32) / 255.0)), atol=0.05)
 
 
+def test_crop_training_validates_and_saves_a_model_for_whole_images(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, 128)
+    images = (rng.random((128, 48, 48)) * 60 + labels[:, None, None] * 25).astype(np.uint8)
+    settings = {"architecture": "vgg_bn", "hyperparameters": {"widths": [8, 16], "convs_per_stage": 1}, "epochs": 4, "batch_size": 32, "learning_rate": 3e-3, "crop": 40}
+    model, history = train.train(images, labels, images[:32], labels[:32], settings=settings, seed=0, checkpoint_dir=tmp_path / "checkpoint")
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert model.input_shape == (None, 48, 48, 1)
+    trained = keras.saving.load_model(tmp_path / "checkpoint" / "last.keras")  # what trained: any image size
+    assert trained.input_shape == (None, None, None, 1)
+    trained.load_weights(tmp_path / "checkpoint" / "best.weights.h5")
+    whole = images[:32, ..., None].astype(np.float32) / 255.0
+    np.testing.assert_allclose(np.asarray(model(whole)), np.asarray(trained(whole)), atol=1e-6)
+    evaluated = trained.evaluate(whole, np.eye(7)[labels[:32]], verbose=0, return_dict=True)["accuracy"]
+    assert evaluated == max(row["val_accuracy"] for row in history)  # validation saw whole images
+
+
+def test_crop_training_needs_a_global_pooling_architecture():
+    with pytest.raises(ValueError, match="architecture 'seed' takes only 48x48 images .* cannot train on crops"):
+        train.build_compiled_model({**train.DEFAULTS, "architecture": "seed", "crop": 40}, steps_per_epoch=1)
+
+
 def test_a_misspelt_hyperparameter_is_refused_not_ignored():
     with pytest.raises(ValueError, match=r"architecture 'resnet' has no hyperparameter 'block_per_stage'; it takes: widths, blocks_per_stage, dropout"):
         models.build("resnet", block_per_stage=1)

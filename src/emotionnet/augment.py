@@ -78,6 +78,21 @@ def erase(images, seed, probability: float, max_fraction: float = 0.4):
     return tf.where(inside & chosen, noise, images)
 
 
+def random_crop(images, seed, size: int):
+    """Cut a random ``size`` x ``size`` window (whole pixels, no interpolation) out of each image."""
+    batch = tf.shape(images)[0]
+    room = tf.shape(images)[1] - size + 1
+    seeds = seed + tf.constant([0, 14], tf.int64) * 7919
+    left = tf.random.stateless_uniform([batch], seed=seeds, minval=0, maxval=room, dtype=tf.int32)
+    top = tf.random.stateless_uniform([batch], seed=seeds + 1, minval=0, maxval=room, dtype=tf.int32)
+    ones, zeros = tf.ones([batch]), tf.zeros([batch])
+    # Output pixel (x, y) samples input (x + left, y + top).
+    transforms = tf.stack([ones, zeros, tf.cast(left, tf.float32), zeros, ones, tf.cast(top, tf.float32), zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=[size, size], fill_value=0.0, interpolation="NEAREST", fill_mode="CONSTANT"
+    )
+
+
 def augment_batch(images, seed, settings: dict):
     """Apply the augmentations switched on in ``settings`` (keys as in DEFAULTS)."""
     options = {**DEFAULTS, **settings}

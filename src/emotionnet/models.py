@@ -38,10 +38,10 @@ def _conv_bn_relu(tensor, filters, name):
     return keras.layers.ReLU(name=f"{name}_relu")(tensor)
 
 
-def vgg_bn(widths=(32, 64, 128, 256), convs_per_stage: int = 2, dropout: float = 0.3):
+def vgg_bn(widths=(32, 64, 128, 256), convs_per_stage: int = 2, dropout: float = 0.3, input_shape=INPUT_SHAPE):
     """VGG-style stages of 3x3 conv + batch norm + ReLU, max-pooling between stages, global average
     pooling and dropout before the classifier."""
-    inputs = keras.Input(INPUT_SHAPE)
+    inputs = keras.Input(input_shape)
     tensor = inputs
     for stage, filters in enumerate(widths):
         for index in range(convs_per_stage):
@@ -54,14 +54,14 @@ def vgg_bn(widths=(32, 64, 128, 256), convs_per_stage: int = 2, dropout: float =
     return keras.Model(inputs, outputs, name="vgg_bn")
 
 
-def resnet(widths=(32, 64, 128, 256), blocks_per_stage: int | list = 2, dropout: float = 0.3):
+def resnet(widths=(32, 64, 128, 256), blocks_per_stage: int | list = 2, dropout: float = 0.3, input_shape=INPUT_SHAPE):
     """A small pre-activation-free ResNet: a stem conv, residual stages (stride-2 at each new
     stage, 1x1 projection shortcuts), global average pooling and dropout before the classifier.
     ``blocks_per_stage`` is one number for every stage or a list with one number per stage."""
     blocks = [blocks_per_stage] * len(widths) if isinstance(blocks_per_stage, int) else list(blocks_per_stage)
     if len(blocks) != len(widths) or min(blocks) < 1:
         raise ValueError(f"resnet: blocks_per_stage must be a number >= 1 or one such number per stage ({len(widths)}), got {blocks_per_stage!r}")
-    inputs = keras.Input(INPUT_SHAPE)
+    inputs = keras.Input(input_shape)
     tensor = _conv_bn_relu(inputs, widths[0], "stem")
     for stage, filters in enumerate(widths):
         for block in range(blocks[stage]):
@@ -83,10 +83,10 @@ def resnet(widths=(32, 64, 128, 256), blocks_per_stage: int | list = 2, dropout:
     return keras.Model(inputs, outputs, name="resnet")
 
 
-def mini_xception(width: int = 8, block_widths=(16, 32, 64, 128)):
+def mini_xception(width: int = 8, block_widths=(16, 32, 64, 128), input_shape=INPUT_SHAPE):
     """mini-XCEPTION (Arriaga et al. 2017): two plain convs, four depthwise-separable residual
     blocks, and a convolutional classifier with global average pooling (about 58k parameters)."""
-    inputs = keras.Input(INPUT_SHAPE)
+    inputs = keras.Input(input_shape)
     tensor = _conv_bn_relu(inputs, width, "stem0")
     tensor = _conv_bn_relu(tensor, width, "stem1")
     for index, filters in enumerate(block_widths):
@@ -109,14 +109,19 @@ def mini_xception(width: int = 8, block_widths=(16, 32, 64, 128)):
 REGISTRY = {"seed": seed, "vgg_bn": vgg_bn, "resnet": resnet, "mini_xception": mini_xception}
 
 
-def build(architecture: str, **hyperparameters) -> keras.Model:
-    """Build a registered architecture by name."""
+def build(architecture: str, input_shape=None, **hyperparameters) -> keras.Model:
+    """Build a registered architecture by name, for 48x48 images unless ``input_shape`` says
+    otherwise (only the global-pooling architectures take other sizes; (None, None, 1) takes any)."""
     if architecture not in REGISTRY:
         raise ValueError(f"unknown architecture {architecture!r}; registered: {', '.join(sorted(REGISTRY))}")
-    accepted = inspect.signature(REGISTRY[architecture]).parameters
+    accepted = [name for name in inspect.signature(REGISTRY[architecture]).parameters if name != "input_shape"]
     unknown = sorted(set(hyperparameters) - set(accepted))
     if unknown:
         raise ValueError(f"architecture {architecture!r} has no hyperparameter {', '.join(map(repr, unknown))}; it takes: {', '.join(accepted)}")
+    if input_shape is not None and tuple(input_shape) != INPUT_SHAPE:
+        if "input_shape" not in inspect.signature(REGISTRY[architecture]).parameters:
+            raise ValueError(f"architecture {architecture!r} takes only {INPUT_SHAPE[0]}x{INPUT_SHAPE[1]} images (it flattens its feature map), so it cannot train on crops")
+        hyperparameters["input_shape"] = tuple(input_shape)
     return REGISTRY[architecture](**hyperparameters)
 
 

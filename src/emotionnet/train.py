@@ -41,12 +41,14 @@ DEFAULTS = {
     "jit_compile": False,
     "precision": "float32",
     "weight_average_decay": None,
+    "crop": None,
 }
 
 
-def make_dataset(images, labels, batch_size: int, *, seed: int | None = None, epoch: int = 0, augment: dict | None = None, mixup_alpha: float = 0.0):
+def make_dataset(images, labels, batch_size: int, *, seed: int | None = None, epoch: int = 0, augment: dict | None = None, mixup_alpha: float = 0.0, crop: int | None = None):
     """A tf.data pipeline over uint8 images: (shuffle) -> batch -> float [0, 1] -> (augment) ->
-    one-hot -> prefetch. The whole dataset is never held as float32.
+    (random ``crop`` x ``crop`` windows) -> (mixup) -> one-hot -> prefetch. The whole dataset is
+    never held as float32.
 
     Only the row numbers go through tf.data's shuffle and batch; each batch then gathers its
     images in one op. The shuffle order depends only on the seed and the number of rows, so the
@@ -58,8 +60,8 @@ def make_dataset(images, labels, batch_size: int, *, seed: int | None = None, ep
 
     from emotionnet import augment as augmentation
 
-    if seed is None:  # an unshuffled dataset (validation) is never augmented
-        augment, mixup_alpha = {}, 0.0
+    if seed is None:  # an unshuffled dataset (validation) is never augmented nor cropped
+        augment, mixup_alpha, crop = {}, 0.0, None
     augment = dict(augment or {})
     mirror = bool(augment.pop("flip", False))
     with tf.device("/cpu:0"):  # tf.data runs on the CPU, also where a GPU trains
@@ -80,6 +82,8 @@ def make_dataset(images, labels, batch_size: int, *, seed: int | None = None, ep
         batch_images = tf.cast(tf.gather(all_images, batch_rows)[..., None], tf.float32) / 255.0
         if augment:
             batch_images = augmentation.augment_batch(batch_images, batch_seed, augment)
+        if crop:
+            batch_images = augmentation.random_crop(batch_images, batch_seed, crop)
         if mixup_alpha > 0:
             batch_images, one_hot = augmentation.mixup(batch_images, one_hot, batch_seed, mixup_alpha)
         return batch_images, one_hot
@@ -134,24 +138,28 @@ def dtype_policy(name: str):
         keras.mixed_precision.set_dtype_policy(previous)
 
 
-def build_model(settings: dict, precision: str = "float32"):
-    """The registered architecture of ``settings``, uncompiled, with layers of ``precision``."""
+def build_model(settings: dict, precision: str = "float32", input_shape=None):
+    """The registered architecture of ``settings``, uncompiled, with layers of ``precision``, for
+    48x48 images unless ``input_shape`` says otherwise."""
     from emotionnet import models
 
     with dtype_policy(precision):
-        return models.build(settings["architecture"], **settings["hyperparameters"])
+        return models.build(settings["architecture"], input_shape, **settings["hyperparameters"])
 
 
 def float32_copy(model, settings: dict):
-    """The same architecture and weights with float32 layers (what is saved and evaluated)."""
+    """The same architecture and weights with float32 layers for 48x48 images (what is saved and
+    evaluated)."""
     copy = build_model(settings)
     copy.set_weights(model.get_weights())
     return copy
 
 
 def build_compiled_model(settings: dict, steps_per_epoch: int):
-    """The registered architecture, compiled with the configured optimiser and loss."""
-    return compile_model(build_model(settings, settings["precision"]), settings, steps_per_epoch)
+    """The registered architecture, compiled with the configured optimiser and loss. A model that
+    trains on crops takes images of any size: crops in training, whole images in validation."""
+    input_shape = (None, None, 1) if settings.get("crop") else None
+    return compile_model(build_model(settings, settings["precision"], input_shape), settings, steps_per_epoch)
 
 
 def compile_model(model, settings: dict, steps_per_epoch: int):
@@ -348,7 +356,7 @@ def train(train_images, train_labels, val_images, val_labels, *, settings: dict,
     elapsed_before = state["history"][-1]["elapsed_seconds"] if state["history"] else 0.0
     for epoch in range(len(state["history"]), settings["epochs"]):
         started = time.perf_counter()
-        train_dataset = make_dataset(train_images, train_labels, settings["batch_size"], seed=seed, epoch=epoch, augment=settings["augment"], mixup_alpha=settings["mixup"])
+        train_dataset = make_dataset(train_images, train_labels, settings["batch_size"], seed=seed, epoch=epoch, augment=settings["augment"], mixup_alpha=settings["mixup"], crop=settings["crop"])
         logs = _fit_epoch(model, train_dataset, val_dataset, epoch, weights, memory_budget_mb, callbacks)
         epoch_seconds = time.perf_counter() - started
         elapsed_before += epoch_seconds
@@ -367,7 +375,7 @@ def train(train_images, train_labels, val_images, val_labels, *, settings: dict,
             log.info("early stopping: val accuracy has not improved for %d epochs", patience)
             break
     model.load_weights(checkpoint.best_path)
-    if settings["precision"] != "float32":
+    if settings["precision"] != "float32" or settings["crop"]:
         model = float32_copy(model, settings)
     return model, state["history"]
 
