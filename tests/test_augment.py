@@ -59,6 +59,7 @@ def test_random_crop_cuts_whole_pixel_windows_at_varying_places():
         offsets.append((top, left))
     tops, lefts = zip(*offsets, strict=True)
     assert set(tops) == set(lefts) == set(range(9))  # every offset 0..8 occurs, in both directions
+    assert tops != lefts  # drawn independently
     np.testing.assert_array_equal(crops, augment.random_crop(images, tf.constant([3, 4], tf.int64), 40))
 
 

@@ -237,14 +237,21 @@ def test_killed_parse_train_and_report_jobs_recover_to_the_same_outputs(referenc
     assert snakemake(folder, "-n", "--configfile", config).output.count("Nothing to be done") == 1
 
 
-@pytest.mark.parametrize("weight_average_decay", [None, 0.9])
-def test_a_resumed_training_gives_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch, weight_average_decay):
+CROP_RUN = {"architecture": "vgg_bn", "hyperparameters": {"widths": [8, 16], "convs_per_stage": 1}, "crop": 40, "augment": {"flip": True}}
+
+
+@pytest.mark.parametrize(
+    "extra_settings",
+    [{}, {"weight_average_decay": 0.9}, CROP_RUN],
+    ids=["plain", "weight_average", "crop"],
+)
+def test_a_resumed_training_gives_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch, extra_settings):
     """Checkpoint and resume in one process: also the Dropout layers' random state (and the
-    weight average, when on) must carry over."""
+    weight average, when on; a crop run's any-size model) must carry over."""
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (256, 48, 48), dtype=np.uint8)
     labels = rng.integers(0, 7, 256)
-    settings = {"architecture": "seed", "epochs": 3, "batch_size": 64, "weight_average_decay": weight_average_decay}
+    settings = {"architecture": "seed", "epochs": 3, "batch_size": 64, **extra_settings}
 
     def run(folder):
         return train.train(images, labels, images[:64], labels[:64], settings=settings, seed=1, checkpoint_dir=folder)
@@ -265,7 +272,7 @@ def test_a_resumed_training_gives_the_weights_of_an_uninterrupted_one(tmp_path, 
     assert [row["epoch"] for row in history] == [1, 2, 3]
     for whole, again in zip(uninterrupted.get_weights(), resumed.get_weights(), strict=True):
         np.testing.assert_array_equal(whole, again)
-    if weight_average_decay:  # the kept weights may predate the interruption; the average may not
+    if "weight_average_decay" in extra_settings:  # the kept weights may predate the interruption; the average may not
         with np.load(tmp_path / "whole" / "average.npz") as whole, np.load(tmp_path / "resumed" / "average.npz") as again:
             assert sorted(whole) == sorted(again) and int(whole["step"]) == 12
             for name in whole:

@@ -124,6 +124,13 @@ def test_bad_config_key_fails_at_start_up(tmp_path, bad_config):
     assert result.returncode != 0 and "('epoch' was unexpected)" in result.output
 
 
+def test_crop_on_an_architecture_without_global_pooling_fails_at_start_up(tmp_path):
+    folder = copy_workflow(tmp_path / "project")
+    bad = write_config(folder, {"datasets": {"synthetic": {"overrides": {"seed": {"crop": 40}}}}})
+    result = snakemake(folder, "-n", "--configfile", bad, check=False)
+    assert result.returncode != 0 and "architecture 'seed' takes only 48x48 images, so it cannot train on crops" in result.output
+
+
 def test_bad_csv_fails_parse_naming_the_line(tmp_path):
     folder = copy_workflow(tmp_path / "project")
     csv = folder / "bad.csv"

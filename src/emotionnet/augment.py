@@ -82,9 +82,8 @@ def random_crop(images, seed, size: int):
     """Cut a random ``size`` x ``size`` window (whole pixels, no interpolation) out of each image."""
     batch = tf.shape(images)[0]
     room = tf.shape(images)[1] - size + 1
-    seeds = seed + tf.constant([0, 14], tf.int64) * 7919
-    left = tf.random.stateless_uniform([batch], seed=seeds, minval=0, maxval=room, dtype=tf.int32)
-    top = tf.random.stateless_uniform([batch], seed=seeds + 1, minval=0, maxval=room, dtype=tf.int32)
+    left = tf.random.stateless_uniform([batch], seed=seed + tf.constant([0, 14], tf.int64) * 7919, minval=0, maxval=room, dtype=tf.int32)
+    top = tf.random.stateless_uniform([batch], seed=seed + tf.constant([0, 15], tf.int64) * 7919, minval=0, maxval=room, dtype=tf.int32)
     ones, zeros = tf.ones([batch]), tf.zeros([batch])
     # Output pixel (x, y) samples input (x + left, y + top).
     transforms = tf.stack([ones, zeros, tf.cast(left, tf.float32), zeros, ones, tf.cast(top, tf.float32), zeros, zeros], axis=1)

@@ -1,6 +1,7 @@
 """The model registry: architectures by name. Every builder takes its own hyperparameters from the
 config's model block (``build`` refuses names a builder does not take), and returns an uncompiled
-``keras.Model`` whose inputs are float images scaled to [0, 1] with shape (48, 48, 1). The output
+``keras.Model`` whose inputs are float images scaled to [0, 1] with shape (48, 48, 1) (the
+global-pooling architectures can also be built for other sizes, to train on crops). The output
 layer always computes in float32, so that under a mixed-precision policy the probabilities (and
 the loss) keep full precision."""
 

@@ -331,7 +331,7 @@ def _weight_average(model, decay, resumed_checkpoint):
 
 def train(train_images, train_labels, val_images, val_labels, *, settings: dict, seed: int, checkpoint_dir, threads: int = 1, deterministic: bool = True, memory_budget_mb: float | None = None):
     """Train a model as ``settings`` describe; returns (model with best-val weights, history rows).
-    A mixed-precision run returns the float32 copy of its model.
+    A mixed-precision or crop run returns a float32 copy of its model for 48x48 images.
 
     Resumes from ``checkpoint_dir`` when it holds a checkpoint of the same run. Stops with
     TrainingMemoryError when the process's memory passes ``memory_budget_mb``. With

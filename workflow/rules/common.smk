@@ -43,6 +43,15 @@ wildcard_constraints:
     eval_split="val|test",
 
 
+def _check_crops():
+    """Only the global-pooling architectures take crops ('seed' flattens a 48x48 feature map)."""
+    for name, dataset in config["datasets"].items():
+        for model in dataset["models"]:
+            settings = _merge(config["models"][model], dataset.get("overrides", {}).get(model, {}))
+            if settings.get("crop") and settings["architecture"] == "seed":
+                raise ValueError(f"config key 'models.{model}.crop' (dataset {name}): architecture 'seed' takes only 48x48 images, so it cannot train on crops")
+
+
 def dataset_models(dataset):
     return config["datasets"][dataset]["models"]
 
@@ -56,6 +65,9 @@ def _merge(base, update):
     for key, value in update.items():
         merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
     return merged
+
+
+_check_crops()
 
 
 def model_settings(wildcards):
