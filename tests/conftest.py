@@ -25,6 +25,13 @@ def rng():
     return np.random.default_rng(0)
 
 
+def learnable_images(count: int, seed: int = 0):
+    """(uint8 images, labels) whose brightness follows the label: a few steps of any model learn it."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 7, count)
+    return (rng.random((count, 48, 48)) * 60 + labels[:, None, None] * 25).astype(np.uint8), labels
+
+
 @pytest.fixture
 def small_dataset(rng):
     """Random images, labels and Usage values of 60 rows."""

@@ -4,6 +4,7 @@ the averaged weights."""
 import keras
 import numpy as np
 import pytest
+from conftest import learnable_images
 
 from emotionnet import averaging, train
 
@@ -40,9 +41,7 @@ def test_decay_outside_zero_one_is_refused():
 
 
 def test_training_validates_and_keeps_the_averaged_weights(tmp_path):
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 7, 192)
-    images = (rng.random((192, 48, 48)) * 60 + labels[:, None, None] * 25).astype(np.uint8)
+    images, labels = learnable_images(192)
     settings = {"architecture": "vgg_bn", "hyperparameters": {"widths": [8, 16], "convs_per_stage": 1}, "epochs": 2, "batch_size": 32, "learning_rate": 3e-3, "weight_average_decay": 0.9}
     model, history = train.train(images, labels, images[:64], labels[:64], settings=settings, seed=0, checkpoint_dir=tmp_path / "checkpoint")
     model.compile(loss="categorical_crossentropy", metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, learnable_images
 
 from emotionnet import models, train
 
@@ -41,9 +41,7 @@ def test_unknown_architecture_is_named():
 @pytest.mark.parametrize("name", sorted(models.REGISTRY))
 def test_a_few_steps_lower_the_loss(name):
     keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 7, 64)
-    images = (rng.random((64, 48, 48)) * 60 + labels[:, None, None] * 25).astype(np.uint8)
+    images, labels = learnable_images(64)
     settings = {**train.DEFAULTS, "architecture": name, "learning_rate": 3e-3, "optimizer": "adam"}
     model = train.build_compiled_model(settings, steps_per_epoch=4)
     dataset = train.make_dataset(images, labels, 16)
@@ -61,9 +59,7 @@ def test_model_with_code_is_refused(tmp_path):
 
 
 def test_mixed_precision_trains_in_bfloat16_and_returns_a_float32_model(tmp_path):
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 7, 128)
-    images = (rng.random((128, 48, 48)) * 60 + labels[:, None, None] * 25).astype(np.uint8)
+    images, labels = learnable_images(128)
     settings = {"architecture": "vgg_bn", "hyperparameters": {"widths": [8, 16], "convs_per_stage": 1}, "epochs": 4, "batch_size": 32, "learning_rate": 3e-3, "precision": "mixed_bfloat16"}
     model, history = train.train(images, labels, images[:32], labels[:32], settings=settings, seed=0, checkpoint_dir=tmp_path / "checkpoint")
     assert history[-1]["loss"] < history[0]["loss"]
@@ -79,9 +75,7 @@ def test_mixed_precision_trains_in_bfloat16_and_returns_a_float32_model(tmp_path
 
 
 def test_crop_training_validates_and_saves_a_model_for_whole_images(tmp_path):
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 7, 128)
-    images = (rng.random((128, 48, 48)) * 60 + labels[:, None, None] * 25).astype(np.uint8)
+    images, labels = learnable_images(128)
     settings = {"architecture": "vgg_bn", "hyperparameters": {"widths": [8, 16], "convs_per_stage": 1}, "epochs": 4, "batch_size": 32, "learning_rate": 3e-3, "crop": 40}
     model, history = train.train(images, labels, images[:32], labels[:32], settings=settings, seed=0, checkpoint_dir=tmp_path / "checkpoint")
     assert history[-1]["loss"] < history[0]["loss"]
