@@ -12,8 +12,8 @@ import tensorflow as tf
 DEFAULTS = {"flip": False, "translate": 0.0, "rotate": 0.0, "zoom": 0.0, "contrast": 0.0, "erase": 0.0}
 
 
-def _uniform(seed, shape, low, high, salt):
-    return tf.random.stateless_uniform(shape, seed=seed + tf.constant([0, salt], tf.int64) * 7919, minval=low, maxval=high)
+def _uniform(seed, shape, low, high, salt, dtype=tf.float32):
+    return tf.random.stateless_uniform(shape, seed=seed + tf.constant([0, salt], tf.int64) * 7919, minval=low, maxval=high, dtype=dtype)
 
 
 def flip_mask(seed, batch_size):
@@ -82,8 +82,8 @@ def random_crop(images, seed, size: int):
     """Cut a random ``size`` x ``size`` window (whole pixels, no interpolation) out of each image."""
     batch = tf.shape(images)[0]
     room = tf.shape(images)[1] - size + 1
-    left = tf.random.stateless_uniform([batch], seed=seed + tf.constant([0, 14], tf.int64) * 7919, minval=0, maxval=room, dtype=tf.int32)
-    top = tf.random.stateless_uniform([batch], seed=seed + tf.constant([0, 15], tf.int64) * 7919, minval=0, maxval=room, dtype=tf.int32)
+    left = _uniform(seed, [batch], 0, room, 14, tf.int32)
+    top = _uniform(seed, [batch], 0, room, 15, tf.int32)
     ones, zeros = tf.ones([batch]), tf.zeros([batch])
     # Output pixel (x, y) samples input (x + left, y + top).
     transforms = tf.stack([ones, zeros, tf.cast(left, tf.float32), zeros, ones, tf.cast(top, tf.float32), zeros, zeros], axis=1)

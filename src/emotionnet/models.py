@@ -115,12 +115,13 @@ def build(architecture: str, input_shape=None, **hyperparameters) -> keras.Model
     otherwise (only the global-pooling architectures take other sizes; (None, None, 1) takes any)."""
     if architecture not in REGISTRY:
         raise ValueError(f"unknown architecture {architecture!r}; registered: {', '.join(sorted(REGISTRY))}")
-    accepted = [name for name in inspect.signature(REGISTRY[architecture]).parameters if name != "input_shape"]
+    parameters = inspect.signature(REGISTRY[architecture]).parameters
+    accepted = [name for name in parameters if name != "input_shape"]
     unknown = sorted(set(hyperparameters) - set(accepted))
     if unknown:
         raise ValueError(f"architecture {architecture!r} has no hyperparameter {', '.join(map(repr, unknown))}; it takes: {', '.join(accepted)}")
     if input_shape is not None and tuple(input_shape) != INPUT_SHAPE:
-        if "input_shape" not in inspect.signature(REGISTRY[architecture]).parameters:
+        if "input_shape" not in parameters:
             raise ValueError(f"architecture {architecture!r} takes only {INPUT_SHAPE[0]}x{INPUT_SHAPE[1]} images (it flattens its feature map), so it cannot train on crops")
         hyperparameters["input_shape"] = tuple(input_shape)
     return REGISTRY[architecture](**hyperparameters)

@@ -15,6 +15,18 @@ EVAL_SPLITS = ["val", "test"]
 DATASET = config["dataset"]
 
 
+def _merge(base, update):
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def _model_block(dataset, model):
+    """The model's config block with the dataset's overrides merged in."""
+    return _merge(config["models"][model], config["datasets"][dataset].get("overrides", {}).get(model, {}))
+
+
 def _check_config():
     datasets, models = config["datasets"], config["models"]
     if DATASET not in datasets:
@@ -25,6 +37,10 @@ def _check_config():
         for model in dataset["models"]:
             if model not in models:
                 raise ValueError(f"config key 'datasets.{name}.models': unknown model {model!r}; defined: {', '.join(models)}")
+            # only the global-pooling architectures take crops ('seed' flattens a 48x48 feature map)
+            block = _model_block(name, model)
+            if block.get("crop") and block["architecture"] == "seed":
+                raise ValueError(f"config key 'models.{model}.crop' (dataset {name}): architecture 'seed' takes only 48x48 images, so it cannot train on crops")
         for ensemble, members in dataset.get("ensembles", {}).items():
             unknown = [member for member in members if member not in dataset["models"]]
             if unknown:
@@ -43,15 +59,6 @@ wildcard_constraints:
     eval_split="val|test",
 
 
-def _check_crops():
-    """Only the global-pooling architectures take crops ('seed' flattens a 48x48 feature map)."""
-    for name, dataset in config["datasets"].items():
-        for model in dataset["models"]:
-            settings = _merge(config["models"][model], dataset.get("overrides", {}).get(model, {}))
-            if settings.get("crop") and settings["architecture"] == "seed":
-                raise ValueError(f"config key 'models.{model}.crop' (dataset {name}): architecture 'seed' takes only 48x48 images, so it cannot train on crops")
-
-
 def dataset_models(dataset):
     return config["datasets"][dataset]["models"]
 
@@ -60,27 +67,15 @@ def dataset_ensembles(dataset):
     return config["datasets"][dataset].get("ensembles", {})
 
 
-def _merge(base, update):
-    merged = copy.deepcopy(base)
-    for key, value in update.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
-    return merged
-
-
-_check_crops()
-
-
 def model_settings(wildcards):
     """The model's config block with the dataset's overrides merged in (without the seed)."""
-    overrides = config["datasets"][wildcards.dataset].get("overrides", {}).get(wildcards.model, {})
-    settings = _merge(config["models"][wildcards.model], overrides)
+    settings = _model_block(wildcards.dataset, wildcards.model)
     settings.pop("seed", None)
     return settings
 
 
 def model_seed(wildcards):
-    overrides = config["datasets"][wildcards.dataset].get("overrides", {}).get(wildcards.model, {})
-    return overrides.get("seed", config["models"][wildcards.model].get("seed", config["seed"]))
+    return _model_block(wildcards.dataset, wildcards.model).get("seed", config["seed"])
 
 
 def checkpoint_dir(wildcards):
