@@ -1,5 +1,6 @@
 """The model registry: every architecture builds, has the documented size, and learns."""
 
+import inspect
 import keras
 import numpy as np
 import pytest
@@ -18,6 +19,15 @@ def test_seed_is_the_reference_architecture():
     assert model.output_shape == (None, 7)
     # conv1 46*46*32*9, conv2 44*44*64*32*9, dense 30976*128 + 128*7
     assert models.multiply_adds(model) == 46 * 46 * 32 * 9 + 44 * 44 * 64 * 32 * 9 + 30976 * 128 + 128 * 7
+
+
+def test_the_schema_lists_each_builders_hyperparameters():
+    """The workflow checks hyperparameters at start-up against the schema, so it must name exactly
+    the keyword arguments each builder takes (``input_shape`` is set by training, not the config)."""
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    listed = {name: set(entry["properties"]) for name, entry in schema["$defs"]["hyperparameters"].items()}
+    taken = {name: set(inspect.signature(builder).parameters) - {"input_shape"} for name, builder in models.REGISTRY.items()}
+    assert listed == taken
 
 
 @pytest.mark.parametrize("name", sorted(models.REGISTRY))

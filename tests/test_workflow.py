@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from workflow_helpers import copy_workflow, planned_rules, snakemake, write_config
 
@@ -122,6 +123,39 @@ def test_bad_config_key_fails_at_start_up(tmp_path, bad_config):
     bad = write_config(folder, bad_config)
     result = snakemake(folder, "-n", "--configfile", bad, check=False)
     assert result.returncode != 0 and "('epoch' was unexpected)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [(["report", "dpi"], "'dpi' is a required property"), (["datasets", "synthetic", "synthetic", "seed"], "'seed' is a required property")],
+    ids=["report_dpi", "synthetic_seed"],
+)
+def test_missing_config_key_fails_at_start_up(tmp_path, path, message):
+    folder = copy_workflow(tmp_path / "project")
+    config_file = folder / "config" / "config.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    block = config
+    for key in path[:-1]:
+        block = block[key]
+    del block[path[-1]]
+    config_file.write_text(yaml.safe_dump(config))
+    result = snakemake(folder, "-n", check=False)
+    assert result.returncode != 0 and message in result.output
+
+
+def test_csv_dataset_without_a_csv_path_fails_at_start_up(tmp_path):
+    folder = copy_workflow(tmp_path / "project")
+    bad = write_config(folder, {"dataset": "mine", "datasets": {"mine": {"source": "csv", "models": ["seed"]}}})
+    result = snakemake(folder, "-n", "--configfile", bad, check=False)
+    assert result.returncode != 0 and "'csv' is a required property" in result.output
+
+
+def test_bad_hyperparameter_fails_at_start_up_naming_the_key(tmp_path):
+    folder = copy_workflow(tmp_path / "project")
+    bad = write_config(folder, {"models": {"compact": {"architecture": "mini_xception", "hyperparameters": {"widht": 8}}}})
+    result = snakemake(folder, "-n", "--configfile", bad, check=False)
+    assert result.returncode != 0
+    assert "config key 'models.compact.hyperparameters' (dataset synthetic, architecture mini_xception): Additional properties are not allowed ('widht' was unexpected)" in result.output
 
 
 def test_crop_on_an_architecture_without_global_pooling_fails_at_start_up(tmp_path):

@@ -5,10 +5,17 @@ Nothing here imports TensorFlow: parsing the DAG stays fast."""
 import copy
 from pathlib import Path
 
+import jsonschema
+import yaml
 from snakemake.utils import validate
 
-
-validate(config, schema="../schemas/config.schema.yaml")
+SCHEMA = Path(workflow.current_basedir).parent / "schemas" / "config.schema.yaml"
+validate(config, schema=str(SCHEMA))
+_DEFINITIONS = yaml.safe_load(SCHEMA.read_text())["$defs"]
+HYPERPARAMETER_VALIDATORS = {
+    architecture: jsonschema.Draft202012Validator({"$ref": f"#/$defs/hyperparameters/{architecture}", "$defs": _DEFINITIONS})
+    for architecture in _DEFINITIONS["hyperparameters"]
+}
 
 SPLITS = ["train", "val", "test"]
 EVAL_SPLITS = ["val", "test"]
@@ -27,18 +34,27 @@ def _model_block(dataset, model):
     return _merge(config["models"][model], config["datasets"][dataset].get("overrides", {}).get(model, {}))
 
 
+def _check_hyperparameters(block, model, dataset):
+    """A model block's hyperparameters against its architecture's entry in the schema."""
+    architecture = block["architecture"]
+    try:
+        HYPERPARAMETER_VALIDATORS[architecture].validate(block.get("hyperparameters", {}))
+    except jsonschema.ValidationError as error:
+        key = ".".join(["models", model, "hyperparameters", *map(str, error.path)])
+        raise ValueError(f"config key '{key}' (dataset {dataset}, architecture {architecture}): {error.message}") from None
+
+
 def _check_config():
     datasets, models = config["datasets"], config["models"]
     if DATASET not in datasets:
         raise ValueError(f"config key 'dataset': {DATASET!r} is not one of datasets: {', '.join(datasets)}")
     for name, dataset in datasets.items():
-        if dataset["source"] == "csv" and "csv" not in dataset:
-            raise ValueError(f"config key 'datasets.{name}.csv' is required when source is 'csv'")
         for model in dataset["models"]:
             if model not in models:
                 raise ValueError(f"config key 'datasets.{name}.models': unknown model {model!r}; defined: {', '.join(models)}")
-            # only the global-pooling architectures take crops ('seed' flattens a 48x48 feature map)
             block = _model_block(name, model)
+            _check_hyperparameters(block, model, name)
+            # only the global-pooling architectures take crops ('seed' flattens a 48x48 feature map)
             if block.get("crop") and block["architecture"] == "seed":
                 raise ValueError(f"config key 'models.{model}.crop' (dataset {name}): architecture 'seed' takes only 48x48 images, so it cannot train on crops")
         for ensemble, members in dataset.get("ensembles", {}).items():
