@@ -8,13 +8,14 @@ from conftest import csv_text
 
 @st.composite
 def mutated_csv(draw):
-    """A valid FER2013 CSV of 1-4 rows, then 0-3 random mutations of its bytes."""
-    rows = draw(st.integers(1, 4))
+    """A valid FER2013 CSV of 2-5 rows (at least one Training and one PublicTest row), then 0-3
+    random mutations of its bytes."""
+    rows = draw(st.integers(2, 5))
     seed = draw(st.integers(0, 2**16))
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (rows, 48, 48), dtype=np.uint8)
     labels = rng.integers(0, 7, rows)
-    usage = rng.choice(["Training", "PublicTest", "PrivateTest"], rows)
+    usage = rng.permutation(["Training", "PublicTest", *rng.choice(["Training", "PublicTest", "PrivateTest"], rows - 2)])
     content = bytearray(csv_text(images, labels, usage, newline=draw(st.sampled_from(["\n", "\r\n"]))).encode())
     mutations = draw(st.lists(st.sampled_from(["truncate", "delete", "duplicate_field", "drop_field", "corrupt", "delimiter", "quote", "nan", "huge", "non_utf8", "negative", "extra_space"]), max_size=3))
     for mutation in mutations:

@@ -117,6 +117,17 @@ def test_gzip_and_blank_lines(small_dataset, tmp_path):
     assert parsed.line_numbers.tolist() == [3, 5, 6, 7, 8]
 
 
+@pytest.mark.parametrize("damage", ["truncated", "corrupted", "not_gzip"])
+def test_broken_gzip_is_a_csv_format_error_naming_the_file(small_dataset, tmp_path, damage):
+    images, labels, usage = small_dataset
+    packed = gzip.compress(csv_text(images, labels, usage).encode())
+    broken = {"truncated": packed[: len(packed) // 2], "corrupted": packed[:40] + bytes(200) + packed[240:], "not_gzip": b"emotion,pixels"}[damage]
+    path = tmp_path / "data.csv.gz"
+    path.write_bytes(broken)
+    with pytest.raises(data.CsvFormatError, match=r"data\.csv\.gz: line \d+: corrupt or truncated gzip data"):
+        data.parse_csv(path, chunk_bytes=4096)
+
+
 def test_no_usage_column_and_other_column_order(small_dataset, write_csv):
     images, labels, _ = small_dataset
     lines = ["pixels,emotion"] + [f"{' '.join(map(str, image.ravel()))},{label}" for image, label in zip(images, labels)]

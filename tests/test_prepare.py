@@ -88,3 +88,14 @@ def test_failure_leaves_no_output(small_dataset, write_csv, tmp_path):
     with pytest.raises(data.CsvFormatError, match="unknown Usage 'Public'"):
         prepare.prepare(write_csv(text), _outputs(folder), **SETTINGS)
     assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize(("usage_name", "missing"), [("PublicTest", "PublicTest"), ("Training", "Training")])
+def test_a_missing_train_or_val_split_fails_naming_the_csv(small_dataset, write_csv, tmp_path, usage_name, missing):
+    images, labels, usage = small_dataset
+    usage[usage == usage_name] = "PrivateTest"
+    folder = tmp_path / "out"
+    path = write_csv(csv_text(images, labels, usage))
+    with pytest.raises(data.CsvFormatError, match=rf"{path.name}: no {missing} rows for the"):
+        prepare.prepare(path, _outputs(folder), **SETTINGS)
+    assert list(folder.iterdir()) == []

@@ -1,6 +1,7 @@
 """The pretrained model in models/: small, safe to load, works offline out of the box, and its model
 card's PublicTest figures are what it really scores."""
 
+import gzip
 import json
 import re
 
@@ -55,3 +56,14 @@ def test_model_card_figures_are_what_the_model_scores_on_publictest(capsys):
     assert metrics["n"] == 3589
     assert metrics["accuracy"] == pytest.approx(_card_figure("PublicTest accuracy"), abs=5e-4)
     assert metrics["macro_f1"] == pytest.approx(_card_figure("PublicTest macro-F1"), abs=5e-4)
+
+
+def test_evaluate_command_names_the_csv_for_bad_input(small_dataset, write_csv, tmp_path, capsys):
+    images, labels, _ = small_dataset
+    no_usage = write_csv("emotion,pixels\n" + "".join(f"{label},{' '.join(map(str, image.ravel()))}\n" for image, label in zip(images, labels)))
+    assert cli.main(["evaluate", str(SHIPPED), str(no_usage), "--usage", "PublicTest"]) == 2
+    assert f"error: {no_usage} has no Usage column" in capsys.readouterr().err
+    truncated = tmp_path / "cut.csv.gz"
+    truncated.write_bytes(gzip.compress(no_usage.read_bytes())[:3000])
+    assert cli.main(["evaluate", str(SHIPPED), str(truncated)]) == 2
+    assert f"error: {truncated}: line " in capsys.readouterr().err

@@ -79,6 +79,9 @@ def run_evaluate(args) -> int:
     parsed = data.parse_csv(args.csv)
     rows = np.ones(len(parsed.labels), bool)
     if args.usage:
+        if (parsed.split_codes == data.NO_USAGE).all():
+            print(f"error: {args.csv} has no Usage column; leave out --usage to evaluate all its rows", file=sys.stderr)
+            return 2
         rows = parsed.split_codes == list(data.USAGE_TO_SPLIT).index(args.usage)
         if not rows.any():
             print(f"error: {args.csv} has no rows with Usage {args.usage}", file=sys.stderr)

@@ -14,6 +14,7 @@ import functools
 import gzip
 import logging
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -303,9 +304,9 @@ def iter_parsed_chunks(path, chunk_bytes: int = DEFAULT_CHUNK_BYTES, workers: in
     """
     chunk_parser = chunk_parser or parse_chunk
     with open_binary(path) as stream:
-        header = stream.readline()
+        header = _unpacked(path, 1, stream.readline)
         layout = read_layout(path, header)
-        chunks = iter_line_chunks(stream, 2, chunk_bytes)
+        chunks = _readable_chunks(path, iter_line_chunks(stream, 2, chunk_bytes))
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
             pending = collections.deque()
             for data, first_line in chunks:
@@ -314,6 +315,25 @@ def iter_parsed_chunks(path, chunk_bytes: int = DEFAULT_CHUNK_BYTES, workers: in
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
+
+
+def _unpacked(path, line, read):
+    """``read()``, with a corrupt or truncated gzip stream reported as CsvFormatError."""
+    try:
+        return read()
+    except (EOFError, OSError, zlib.error) as error:
+        raise CsvFormatError(path, line, f"corrupt or truncated gzip data ({error})") from None
+
+
+def _readable_chunks(path, chunks):
+    """The chunks of ``iter_line_chunks``, a decompression failure named by the line it stopped at."""
+    line = 2
+    while True:
+        chunk = _unpacked(path, line, lambda: next(chunks, None))
+        if chunk is None:
+            return
+        line = chunk[1] + chunk[0].count(b"\n")
+        yield chunk
 
 
 def parse_csv(path, chunk_bytes: int = DEFAULT_CHUNK_BYTES, workers: int = 1, chunk_parser=None) -> ParsedChunk:

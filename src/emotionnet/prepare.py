@@ -70,6 +70,15 @@ def choose_rows(table: pd.DataFrame, drop_blank: bool, drop_cross_split_duplicat
     return ~dropped
 
 
+def require_train_and_val(table: pd.DataFrame, used: pd.Series, csv_path) -> None:
+    """Training needs rows in the train and the val split; fail naming the CSV otherwise."""
+    for split, usage in (("train", "Training"), ("val", "PublicTest")):
+        if not (used & (table["split"] == split)).any():
+            raise data.CsvFormatError(
+                csv_path, None, f"no {usage} rows for the {split} split (training needs Training and PublicTest rows; a CSV without a Usage column is split by parse.split_fractions)"
+            )
+
+
 def audit(table: pd.DataFrame, used: pd.Series, source, blank_std: float) -> dict:
     """Counts per class and split, blank images, duplicates within and across splits."""
     report = {"source": str(source), "rows": len(table), "splits": {}, "cross_split_duplicates": {}}
@@ -138,6 +147,7 @@ def prepare(csv_path, outputs: dict, *, split_fractions: dict, seed: int, blank_
             rows["splits"] = assign_splits(rows["split_codes"], rows["labels"], split_fractions, seed)
             table = build_table(rows, blank_std)
             used = choose_rows(table, drop_blank, drop_cross_split_duplicates)
+            require_train_and_val(table, used, csv_path)
             table["used"] = used
             all_images = np.memmap(raw_file.name, dtype=np.uint8, mode="r", shape=(len(table), data.IMAGE_SIDE, data.IMAGE_SIDE))
             table["index_in_split"] = -1
