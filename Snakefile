@@ -2,7 +2,7 @@
 
     snakemake --cores all                            # the embedded synthetic dataset
     snakemake --cores all --config dataset=fer2013   # data/fer2013.csv(.gz)
-    snakemake --report report.html                   # the HTML report of the finished run
+    snakemake --report results/report.html           # the HTML report of the finished run
 """
 
 from snakemake.utils import min_version

@@ -23,7 +23,8 @@ def default_output(model_path, fmt) -> Path:
 
 
 def export(model_path, fmt: str, out=None) -> Path:
-    """Write ``model_path`` in format ``fmt`` ('onnx', 'tflite', 'savedmodel'); returns the path."""
+    """Write ``model_path`` in format ``fmt`` ('onnx', 'tflite', 'savedmodel', 'keras': a copy
+    without optimiser state); returns the path."""
     from emotionnet import models
 
     if fmt not in SUFFIXES:
