@@ -28,6 +28,7 @@ def test_the_schema_lists_each_builders_hyperparameters():
     listed = {name: set(entry["properties"]) for name, entry in schema["$defs"]["hyperparameters"].items()}
     taken = {name: set(inspect.signature(builder).parameters) - {"input_shape"} for name, builder in models.REGISTRY.items()}
     assert listed == taken
+    assert set(schema["$defs"]["model_settings"]["properties"]["architecture"]["enum"]) == set(models.REGISTRY)
 
 
 @pytest.mark.parametrize("name", sorted(models.REGISTRY))

@@ -150,12 +150,20 @@ def test_csv_dataset_without_a_csv_path_fails_at_start_up(tmp_path):
     assert result.returncode != 0 and "'csv' is a required property" in result.output
 
 
-def test_bad_hyperparameter_fails_at_start_up_naming_the_key(tmp_path):
+@pytest.mark.parametrize(
+    ("bad_config", "message"),
+    [
+        ({"models": {"compact": {"hyperparameters": {"widht": 8}}}}, "config key 'models.compact.hyperparameters' (dataset synthetic, architecture mini_xception): Additional properties are not allowed ('widht' was unexpected)"),
+        ({"models": {"vgg": {"hyperparameters": {"convs_per_stage": 2.0}}}}, "config key 'models.vgg.hyperparameters.convs_per_stage' (dataset synthetic, architecture vgg_bn): 2.0 is not of type 'integer'"),  # vgg: in no synthetic list
+        ({"datasets": {"synthetic": {"overrides": {"seed": {"hyperparameters": {"dropout": 0.5}}}}}}, "config key 'models.seed.hyperparameters' with datasets.synthetic.overrides.seed merged in (dataset synthetic, architecture seed): Additional properties are not allowed ('dropout' was unexpected)"),
+    ],
+    ids=["misspelt", "float_for_int_in_an_unlisted_model", "in_an_override"],
+)
+def test_bad_hyperparameter_fails_at_start_up_naming_the_key(tmp_path, bad_config, message):
     folder = copy_workflow(tmp_path / "project")
-    bad = write_config(folder, {"models": {"compact": {"architecture": "mini_xception", "hyperparameters": {"widht": 8}}}})
+    bad = write_config(folder, bad_config)
     result = snakemake(folder, "-n", "--configfile", bad, check=False)
-    assert result.returncode != 0
-    assert "config key 'models.compact.hyperparameters' (dataset synthetic, architecture mini_xception): Additional properties are not allowed ('widht' was unexpected)" in result.output
+    assert result.returncode != 0 and message in result.output
 
 
 def test_crop_on_an_architecture_without_global_pooling_fails_at_start_up(tmp_path):

@@ -9,11 +9,15 @@ import jsonschema
 import yaml
 from snakemake.utils import validate
 
-SCHEMA = Path(workflow.current_basedir).parent / "schemas" / "config.schema.yaml"
-validate(config, schema=str(SCHEMA))
-_DEFINITIONS = yaml.safe_load(SCHEMA.read_text())["$defs"]
+validate(config, schema="../schemas/config.schema.yaml")
+
+# Each architecture's hyperparameters are checked against its entry in the schema's $defs, with
+# integers that must be ints (2.0 would pass JSON Schema's "integer" and then fail inside Keras).
+_DEFINITIONS = yaml.safe_load(Path(workflow.source_path("../schemas/config.schema.yaml")).read_text())["$defs"]
+_STRICT_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", lambda checker, value: isinstance(value, int) and not isinstance(value, bool))
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_STRICT_TYPES)
 HYPERPARAMETER_VALIDATORS = {
-    architecture: jsonschema.Draft202012Validator({"$ref": f"#/$defs/hyperparameters/{architecture}", "$defs": _DEFINITIONS})
+    architecture: _Validator({"$ref": f"#/$defs/hyperparameters/{architecture}", "$defs": _DEFINITIONS})
     for architecture in _DEFINITIONS["hyperparameters"]
 }
 
@@ -35,13 +39,16 @@ def _model_block(dataset, model):
 
 
 def _check_hyperparameters(block, model, dataset):
-    """A model block's hyperparameters against its architecture's entry in the schema."""
+    """A model block's hyperparameters (dataset overrides merged in) against its architecture's
+    entry in the schema."""
     architecture = block["architecture"]
     try:
         HYPERPARAMETER_VALIDATORS[architecture].validate(block.get("hyperparameters", {}))
     except jsonschema.ValidationError as error:
         key = ".".join(["models", model, "hyperparameters", *map(str, error.path)])
-        raise ValueError(f"config key '{key}' (dataset {dataset}, architecture {architecture}): {error.message}") from None
+        overridden = set(config["datasets"][dataset].get("overrides", {}).get(model, {})) & {"architecture", "hyperparameters"}
+        merged = f" with datasets.{dataset}.overrides.{model} merged in" if overridden else ""
+        raise ValueError(f"config key '{key}'{merged} (dataset {dataset}, architecture {architecture}): {error.message}") from None
 
 
 def _check_config():
@@ -52,6 +59,10 @@ def _check_config():
         for model in dataset["models"]:
             if model not in models:
                 raise ValueError(f"config key 'datasets.{name}.models': unknown model {model!r}; defined: {', '.join(models)}")
+        for model in dataset.get("overrides", {}):
+            if model not in models:
+                raise ValueError(f"config key 'datasets.{name}.overrides.{model}': no such model")
+        for model in models:  # every model, not only the listed ones: any can be asked for by path
             block = _model_block(name, model)
             _check_hyperparameters(block, model, name)
             # only the global-pooling architectures take crops ('seed' flattens a 48x48 feature map)
@@ -61,9 +72,6 @@ def _check_config():
             unknown = [member for member in members if member not in dataset["models"]]
             if unknown:
                 raise ValueError(f"config key 'datasets.{name}.ensembles.{ensemble}': {unknown} not in datasets.{name}.models")
-        for model in dataset.get("overrides", {}):
-            if model not in models:
-                raise ValueError(f"config key 'datasets.{name}.overrides.{model}': no such model")
 
 
 _check_config()
