@@ -124,8 +124,9 @@ def test_broken_gzip_is_a_csv_format_error_naming_the_file(small_dataset, tmp_pa
     broken = {"truncated": packed[: len(packed) // 2], "corrupted": packed[:40] + bytes(200) + packed[240:], "not_gzip": b"emotion,pixels"}[damage]
     path = tmp_path / "data.csv.gz"
     path.write_bytes(broken)
-    with pytest.raises(data.CsvFormatError, match=r"data\.csv\.gz: line \d+: corrupt or truncated gzip data"):
+    with pytest.raises(data.CsvFormatError, match=r"data\.csv\.gz: line \d+: corrupt or truncated gzip data at or after this line") as failure:
         data.parse_csv(path, chunk_bytes=4096)
+    assert 1 <= failure.value.line <= 61  # header + 60 rows
 
 
 def test_no_usage_column_and_other_column_order(small_dataset, write_csv):

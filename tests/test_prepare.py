@@ -90,12 +90,23 @@ def test_failure_leaves_no_output(small_dataset, write_csv, tmp_path):
     assert list(folder.iterdir()) == []
 
 
-@pytest.mark.parametrize(("usage_name", "missing"), [("PublicTest", "PublicTest"), ("Training", "Training")])
-def test_a_missing_train_or_val_split_fails_naming_the_csv(small_dataset, write_csv, tmp_path, usage_name, missing):
+@pytest.mark.parametrize("missing", ["PublicTest", "Training"])
+def test_a_missing_train_or_val_split_fails_naming_the_csv(small_dataset, write_csv, tmp_path, missing):
     images, labels, usage = small_dataset
-    usage[usage == usage_name] = "PrivateTest"
+    usage[usage == missing] = "PrivateTest"
     folder = tmp_path / "out"
     path = write_csv(csv_text(images, labels, usage))
-    with pytest.raises(data.CsvFormatError, match=rf"{path.name}: no {missing} rows for the"):
+    with pytest.raises(data.CsvFormatError, match=rf"{path.name}: no {missing} rows: training needs"):
         prepare.prepare(path, _outputs(folder), **SETTINGS)
     assert list(folder.iterdir()) == []
+
+
+def test_training_rows_all_dropped_or_a_too_small_stratified_split_fail_saying_why(small_dataset, write_csv, tmp_path):
+    images, labels, usage = small_dataset
+    images[usage == "Training"] = 0  # every Training image blank
+    with pytest.raises(data.CsvFormatError, match=r"all \d+ Training rows were dropped as blank"):
+        prepare.prepare(write_csv(csv_text(images, labels, usage)), _outputs(tmp_path / "blank"), **SETTINGS)
+    one_per_class = np.random.default_rng(1).integers(0, 256, size=(3, 48, 48), dtype=np.uint8)
+    tiny = write_csv(csv_text(one_per_class, np.array([0, 1, 2]), header="emotion,pixels"), name="tiny.csv")
+    with pytest.raises(data.CsvFormatError, match=r"tiny\.csv: the stratified split \(parse.split_fractions\) left no rows for the val split"):
+        prepare.prepare(tiny, _outputs(tmp_path / "tiny"), **SETTINGS)

@@ -41,6 +41,7 @@ def test_fuzzed_csv_parses_or_fails_clearly_and_leaves_nothing(case):
         try:
             summary = prepare.prepare(source, _outputs(out), **PREPARE_SETTINGS)
         except data.CsvFormatError as error:
+            assert mutations, f"an undamaged CSV was rejected: {error}"
             FUZZ_CASES["rejected"] += 1
             assert str(error).startswith(str(source)) and error.problem
             assert error.line is None or 1 <= error.line <= content.count(b"\n") + 1

@@ -318,15 +318,16 @@ def iter_parsed_chunks(path, chunk_bytes: int = DEFAULT_CHUNK_BYTES, workers: in
 
 
 def _unpacked(path, line, read):
-    """``read()``, with a corrupt or truncated gzip stream reported as CsvFormatError."""
+    """``read()``, with a corrupt or truncated gzip stream reported as CsvFormatError (the damage
+    is at or after ``line``, the first line not yet read whole)."""
     try:
         return read()
-    except (EOFError, OSError, zlib.error) as error:
-        raise CsvFormatError(path, line, f"corrupt or truncated gzip data ({error})") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise CsvFormatError(path, line, f"corrupt or truncated gzip data at or after this line ({error})") from None
 
 
 def _readable_chunks(path, chunks):
-    """The chunks of ``iter_line_chunks``, a decompression failure named by the line it stopped at."""
+    """The chunks of ``iter_line_chunks``; a decompression failure names the first line not yet read."""
     line = 2
     while True:
         chunk = _unpacked(path, line, lambda: next(chunks, None))

@@ -70,13 +70,19 @@ def choose_rows(table: pd.DataFrame, drop_blank: bool, drop_cross_split_duplicat
     return ~dropped
 
 
-def require_train_and_val(table: pd.DataFrame, used: pd.Series, csv_path) -> None:
-    """Training needs rows in the train and the val split; fail naming the CSV otherwise."""
+def require_train_and_val(table: pd.DataFrame, used: pd.Series, csv_path, has_usage: bool) -> None:
+    """Training needs rows in the train and the val split; fail naming the CSV and why otherwise."""
     for split, usage in (("train", "Training"), ("val", "PublicTest")):
-        if not (used & (table["split"] == split)).any():
-            raise data.CsvFormatError(
-                csv_path, None, f"no {usage} rows for the {split} split (training needs Training and PublicTest rows; a CSV without a Usage column is split by parse.split_fractions)"
-            )
+        in_split = table["split"] == split
+        if (used & in_split).any():
+            continue
+        if not has_usage:
+            problem = f"the stratified split (parse.split_fractions) left no rows for the {split} split: too few rows per class"
+        elif in_split.any():
+            problem = f"all {int(in_split.sum())} {usage} rows were dropped as blank or as copies of validation/test images (parse.drop_*)"
+        else:
+            problem = f"no {usage} rows: training needs Training and PublicTest rows"
+        raise data.CsvFormatError(csv_path, None, problem)
 
 
 def audit(table: pd.DataFrame, used: pd.Series, source, blank_std: float) -> dict:
@@ -147,7 +153,7 @@ def prepare(csv_path, outputs: dict, *, split_fractions: dict, seed: int, blank_
             rows["splits"] = assign_splits(rows["split_codes"], rows["labels"], split_fractions, seed)
             table = build_table(rows, blank_std)
             used = choose_rows(table, drop_blank, drop_cross_split_duplicates)
-            require_train_and_val(table, used, csv_path)
+            require_train_and_val(table, used, csv_path, has_usage=bool((rows["split_codes"] != data.NO_USAGE).all()))
             table["used"] = used
             all_images = np.memmap(raw_file.name, dtype=np.uint8, mode="r", shape=(len(table), data.IMAGE_SIDE, data.IMAGE_SIDE))
             table["index_in_split"] = -1
