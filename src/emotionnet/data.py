@@ -88,8 +88,19 @@ def read_layout(path, header: bytes) -> CsvLayout:
     return CsvLayout(len(names), names.index("emotion"), names.index("pixels"), usage)
 
 
-def iter_line_chunks(stream, first_line: int, chunk_bytes: int):
+def _unpacked(path, line, read):
+    """``read()``, with a corrupt or truncated gzip stream reported as CsvFormatError (the damage
+    is at or after ``line``, the first line not yet read whole)."""
+    try:
+        return read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise CsvFormatError(path, line, f"corrupt or truncated gzip data at or after this line ({error})") from None
+
+
+def iter_line_chunks(stream, first_line: int, chunk_bytes: int, path=None):
     """Yield (bytearray ending in a newline, number of its first line) for successive whole-line chunks.
+    A corrupt or truncated gzip stream raises CsvFormatError naming ``path`` and the first line not
+    yet read whole.
 
     Each chunk is read straight into its own buffer (no copy of the chunk), so workers can hold
     several chunks at once.
@@ -99,7 +110,7 @@ def iter_line_chunks(stream, first_line: int, chunk_bytes: int):
     while True:
         block = bytearray(len(carry) + chunk_bytes)
         block[: len(carry)] = carry
-        filled = len(carry) + _read_into(stream, memoryview(block)[len(carry) :])
+        filled = len(carry) + _unpacked(path, line, lambda: _read_into(stream, memoryview(block)[len(carry) :]))
         if filled == len(carry):
             break
         cut = block.rfind(b"\n", 0, filled) + 1
@@ -306,7 +317,7 @@ def iter_parsed_chunks(path, chunk_bytes: int = DEFAULT_CHUNK_BYTES, workers: in
     with open_binary(path) as stream:
         header = _unpacked(path, 1, stream.readline)
         layout = read_layout(path, header)
-        chunks = _readable_chunks(path, iter_line_chunks(stream, 2, chunk_bytes))
+        chunks = iter_line_chunks(stream, 2, chunk_bytes, path)
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
             pending = collections.deque()
             for data, first_line in chunks:
@@ -315,26 +326,6 @@ def iter_parsed_chunks(path, chunk_bytes: int = DEFAULT_CHUNK_BYTES, workers: in
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
-
-
-def _unpacked(path, line, read):
-    """``read()``, with a corrupt or truncated gzip stream reported as CsvFormatError (the damage
-    is at or after ``line``, the first line not yet read whole)."""
-    try:
-        return read()
-    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
-        raise CsvFormatError(path, line, f"corrupt or truncated gzip data at or after this line ({error})") from None
-
-
-def _readable_chunks(path, chunks):
-    """The chunks of ``iter_line_chunks``; a decompression failure names the first line not yet read."""
-    line = 2
-    while True:
-        chunk = _unpacked(path, line, lambda: next(chunks, None))
-        if chunk is None:
-            return
-        line = chunk[1] + chunk[0].count(b"\n")
-        yield chunk
 
 
 def parse_csv(path, chunk_bytes: int = DEFAULT_CHUNK_BYTES, workers: int = 1, chunk_parser=None) -> ParsedChunk:
