@@ -280,6 +280,23 @@ def test_a_resumed_training_gives_the_weights_of_an_uninterrupted_one(tmp_path, 
                 np.testing.assert_array_equal(whole[name], again[name])
 
 
+def test_several_steps_per_call_give_the_weights_of_one_step_per_call(tmp_path, monkeypatch):
+    """Keras runs train.STEPS_PER_CALL steps per call into TensorFlow: an epoch of 10 steps (not a
+    multiple of it, the last batch short) with dropout, augmentation and class weights must end
+    with the same weights as one step per call."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (300, 48, 48), dtype=np.uint8)
+    labels = rng.integers(0, 7, 300)
+    settings = {"architecture": "seed", "epochs": 2, "batch_size": 32, "augment": {"flip": True, "translate": 0.1, "erase": 0.3}, "class_weight": "balanced"}
+    assert train.STEPS_PER_CALL > 1 and train.build_compiled_model({**train.DEFAULTS, **settings}, 10).steps_per_execution == train.STEPS_PER_CALL
+    assert train.build_compiled_model({**train.DEFAULTS, **settings, "weight_average_decay": 0.9}, 10).steps_per_execution == 1
+    several, _ = train.train(images, labels, images[:64], labels[:64], settings=settings, seed=1, checkpoint_dir=tmp_path / "several")
+    monkeypatch.setattr(train, "STEPS_PER_CALL", 1)
+    one, _ = train.train(images, labels, images[:64], labels[:64], settings=settings, seed=1, checkpoint_dir=tmp_path / "one")
+    for with_several, with_one in zip(several.get_weights(), one.get_weights(), strict=True):
+        np.testing.assert_array_equal(with_several, with_one)
+
+
 def test_another_seed_gives_other_weights(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (128, 48, 48), dtype=np.uint8)

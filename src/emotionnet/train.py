@@ -44,6 +44,10 @@ DEFAULTS = {
     "crop": None,
 }
 
+# Training steps per call into TensorFlow (Keras' steps_per_execution), see training_steps_per_call;
+# bench/train_throughput.py measures it against one step per call.
+STEPS_PER_CALL = 8
+
 
 def make_dataset(images, labels, batch_size: int, *, seed: int | None = None, epoch: int = 0, augment: dict | None = None, mixup_alpha: float = 0.0, crop: int | None = None):
     """A tf.data pipeline over uint8 images: (shuffle) -> batch -> float [0, 1] -> (augment) ->
@@ -155,15 +159,24 @@ def float32_copy(model, settings: dict):
     return copy
 
 
-def build_compiled_model(settings: dict, steps_per_epoch: int):
+def build_compiled_model(settings: dict, steps_per_epoch: int, steps_per_call: int | None = None):
     """The registered architecture, compiled with the configured optimiser and loss. A model that
     trains on crops takes images of any size: crops in training, whole images in validation."""
     input_shape = (None, None, 1) if settings.get("crop") else None
-    return compile_model(build_model(settings, settings["precision"], input_shape), settings, steps_per_epoch)
+    return compile_model(build_model(settings, settings["precision"], input_shape), settings, steps_per_epoch, steps_per_call)
 
 
-def compile_model(model, settings: dict, steps_per_epoch: int):
-    """Compile ``model`` with the optimiser, loss and metric of ``settings``; returns it."""
+def training_steps_per_call(settings: dict) -> int:
+    """How many training steps Keras runs per call into TensorFlow (its ``steps_per_execution``):
+    STEPS_PER_CALL, which saves a Python round trip per batch and gives the same weights as one
+    step per call (tested); one with weight averaging, which updates from a callback after every
+    step."""
+    return 1 if settings.get("weight_average_decay") else STEPS_PER_CALL
+
+
+def compile_model(model, settings: dict, steps_per_epoch: int, steps_per_call: int | None = None):
+    """Compile ``model`` with the optimiser, loss and metric of ``settings``; returns it.
+    ``steps_per_call``: default ``training_steps_per_call(settings)``."""
     import keras
 
     model.compile(
@@ -171,6 +184,7 @@ def compile_model(model, settings: dict, steps_per_epoch: int):
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=settings["label_smoothing"]),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         jit_compile=settings["jit_compile"],
+        steps_per_execution=steps_per_call or training_steps_per_call(settings),
     )
     return model
 
@@ -279,8 +293,9 @@ class TrainingMemoryError(MemoryError):
 
 def _memory_guard(budget_mb: float | None):
     """A Keras callback that stops training once this process's resident memory passes
-    ``budget_mb`` (checked after every batch), so that a job over budget ends with a clear message
-    instead of being killed by the system mid-write. None: no budget."""
+    ``budget_mb`` (checked after every call into TensorFlow: every ``training_steps_per_call``
+    steps), so that a job over budget ends with a clear message instead of being killed by the
+    system mid-write. None: no budget."""
     import keras
     import psutil
 
