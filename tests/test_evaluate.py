@@ -1,6 +1,10 @@
 """Metrics against hand-computed values; ensembles give valid probabilities."""
 
+import json
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from emotionnet import evaluate, models
@@ -54,3 +58,22 @@ def test_tta_views_are_the_image_its_mirror_and_shifted_crops(rng):
     assert len(views) == 10 and all(view.shape == images.shape for view in views)
     assert np.array_equal(views[0], images)  # the centre crop of the padded image is the image
     assert np.array_equal(views[1][:, 2:, 2:], images[:, :-2, :-2])  # shifted down-right by 2 pixels
+
+
+def test_results_are_renamed_into_place_and_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    labels = np.array([0, 3, 6])
+    metrics, predictions = evaluate.evaluate([], np.empty((0, 48, 48), np.uint8), labels[:0], split="test", tta=False)
+    metrics_path, predictions_path = tmp_path / "metrics.json", tmp_path / "predictions.parquet"
+    evaluate.write_results(metrics, predictions, metrics_path, predictions_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["metrics.json", "predictions.parquet"]
+    assert json.loads(metrics_path.read_text()) == metrics
+    assert pd.read_parquet(predictions_path).columns.tolist() == predictions.columns.tolist()
+
+    def disk_full(self, path, **keywords):
+        Path(path).write_bytes(b"PAR1 half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", disk_full)
+    with pytest.raises(OSError):
+        evaluate.write_results(metrics, predictions, tmp_path / "other.json", tmp_path / "other.parquet")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["metrics.json", "predictions.parquet"]

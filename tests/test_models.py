@@ -28,6 +28,11 @@ def test_the_schema_lists_each_builders_hyperparameters():
     listed = {name: set(entry["properties"]) for name, entry in schema["$defs"]["hyperparameters"].items()}
     taken = {name: set(inspect.signature(builder).parameters) - {"input_shape"} for name, builder in models.REGISTRY.items()}
     assert listed == taken
+    for name, entry in schema["$defs"]["hyperparameters"].items():  # defaults the start-up checks use
+        parameters = inspect.signature(models.REGISTRY[name]).parameters
+        for key, spec in entry["properties"].items():
+            if "default" in spec:
+                assert list(spec["default"]) == list(parameters[key].default), (name, key)
     assert set(schema["$defs"]["model_settings"]["properties"]["architecture"]["enum"]) == set(models.REGISTRY)
 
 

@@ -156,8 +156,9 @@ def test_csv_dataset_without_a_csv_path_fails_at_start_up(tmp_path):
         ({"models": {"compact": {"hyperparameters": {"widht": 8}}}}, "config key 'models.compact.hyperparameters' (dataset synthetic, architecture mini_xception): Additional properties are not allowed ('widht' was unexpected)"),
         ({"models": {"vgg": {"hyperparameters": {"convs_per_stage": 2.0}}}}, "config key 'models.vgg.hyperparameters.convs_per_stage' (dataset synthetic, architecture vgg_bn): 2.0 is not of type 'integer'"),  # vgg: in no synthetic list
         ({"datasets": {"synthetic": {"overrides": {"seed": {"hyperparameters": {"dropout": 0.5}}}}}}, "config key 'models.seed.hyperparameters' with datasets.synthetic.overrides.seed merged in (dataset synthetic, architecture seed): Additional properties are not allowed ('dropout' was unexpected)"),
+        ({"models": {"resnet_bf16": {"hyperparameters": {"blocks_per_stage": [1, 2]}}}}, "config key 'models.resnet_bf16.hyperparameters.blocks_per_stage' (dataset synthetic, architecture resnet): 2 numbers for 4 stages (widths [32, 64, 128, 256]); give one number per stage"),
     ],
-    ids=["misspelt", "float_for_int_in_an_unlisted_model", "in_an_override"],
+    ids=["misspelt", "float_for_int_in_an_unlisted_model", "in_an_override", "blocks_per_stage_not_one_per_stage"],
 )
 def test_bad_hyperparameter_fails_at_start_up_naming_the_key(tmp_path, bad_config, message):
     folder = copy_workflow(tmp_path / "project")

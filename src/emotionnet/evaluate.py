@@ -3,6 +3,9 @@ over an ensemble of models) and the metrics computed from them."""
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
 import pandas as pd
 
@@ -106,3 +109,18 @@ def evaluate(models, images, labels, *, split: str, tta: bool, crop_shift: int =
         metrics["tta_crops"] = classification_metrics(labels, ensemble_probabilities(models, images, batch_size, tta=True, crop_shift=crop_shift))
         metrics["tta_crops"]["views"] = 10
     return metrics, predictions_table(labels, probabilities)
+
+
+def write_results(metrics: dict, predictions: pd.DataFrame, metrics_path, predictions_path):
+    """Write the metrics (JSON) and the predictions table (parquet), each under a temporary name
+    first and then renamed into place, the metrics last; a failed write leaves neither."""
+    partial_predictions, partial_metrics = data.atomic_path(predictions_path), data.atomic_path(metrics_path)
+    try:
+        predictions.to_parquet(partial_predictions, index=False)
+        partial_metrics.write_text(json.dumps(metrics, indent=2))
+    except BaseException:
+        partial_predictions.unlink(missing_ok=True)
+        partial_metrics.unlink(missing_ok=True)
+        raise
+    os.replace(partial_predictions, predictions_path)
+    os.replace(partial_metrics, metrics_path)

@@ -41,14 +41,19 @@ def _model_block(dataset, model):
 def _check_hyperparameters(block, model, dataset):
     """A model block's hyperparameters (dataset overrides merged in) against its architecture's
     entry in the schema."""
-    architecture = block["architecture"]
+    architecture, hyperparameters = block["architecture"], block.get("hyperparameters", {})
+    overridden = set(config["datasets"][dataset].get("overrides", {}).get(model, {})) & {"architecture", "hyperparameters"}
+    merged = f" with datasets.{dataset}.overrides.{model} merged in" if overridden else ""
     try:
-        HYPERPARAMETER_VALIDATORS[architecture].validate(block.get("hyperparameters", {}))
+        HYPERPARAMETER_VALIDATORS[architecture].validate(hyperparameters)
     except jsonschema.ValidationError as error:
         key = ".".join(["models", model, "hyperparameters", *map(str, error.path)])
-        overridden = set(config["datasets"][dataset].get("overrides", {}).get(model, {})) & {"architecture", "hyperparameters"}
-        merged = f" with datasets.{dataset}.overrides.{model} merged in" if overridden else ""
         raise ValueError(f"config key '{key}'{merged} (dataset {dataset}, architecture {architecture}): {error.message}") from None
+    blocks = hyperparameters.get("blocks_per_stage")
+    if isinstance(blocks, list):
+        widths = hyperparameters.get("widths", _DEFINITIONS["hyperparameters"][architecture]["properties"]["widths"]["default"])
+        if len(blocks) != len(widths):
+            raise ValueError(f"config key 'models.{model}.hyperparameters.blocks_per_stage'{merged} (dataset {dataset}, architecture {architecture}): {len(blocks)} numbers for {len(widths)} stages (widths {widths}); give one number per stage, or a single number for all")
 
 
 def _check_config():

@@ -1,7 +1,5 @@
 """Rules evaluate and ensemble: metrics and predictions of one model (or the mean of several) on
 one split. The test split is read here and nowhere else."""
-import json
-
 from emotionnet import evaluate, models, prepare, runtime
 
 with runtime.job(snakemake.log[0], f"{snakemake.rule} {snakemake.wildcards.eval_split}"):
@@ -11,6 +9,4 @@ with runtime.job(snakemake.log[0], f"{snakemake.rule} {snakemake.wildcards.eval_
     images, labels = prepare.load_arrays(snakemake.input.images, snakemake.input.labels)
     metrics, predictions = evaluate.evaluate(loaded, images, labels, split=snakemake.wildcards.eval_split, tta=snakemake.params.tta, crop_shift=snakemake.params.crop_shift, batch_size=snakemake.params.batch_size)
     metrics["members"] = list(paths)
-    with open(snakemake.output.metrics, "w") as stream:
-        json.dump(metrics, stream, indent=2)
-    predictions.to_parquet(snakemake.output.predictions, index=False)
+    evaluate.write_results(metrics, predictions, snakemake.output.metrics, snakemake.output.predictions)
