@@ -3,8 +3,9 @@
 and against the naive way to augment (Keras' random preprocessing layers in front of the model, fed
 by plain ``fit``), with XLA compilation, with bfloat16 mixed precision (``precision:
 mixed_bfloat16``), and with Keras' default of one training step per call into TensorFlow instead
-of the project's ``train.STEPS_PER_CALL`` (plain ``fit`` runs with Keras' default); achieved GFLOP/s against this machine's fp32 peak (bfloat16 runs on other units,
-e.g. AMX, and can exceed it). Each figure is the median pass; the fastest pass is printed too, since
+of the project's ``train.STEPS_PER_CALL`` (plain ``fit`` runs with Keras' default); achieved
+GFLOP/s against this machine's fp32 peak (bfloat16 runs on other units, e.g. AMX, and can exceed
+it). Each figure is the median pass; the fastest pass is printed too, since
 passes of one contender can differ by 1.5x on a shared machine.
 
     python bench/train_throughput.py [--csv PATH] [--images 2048] [--repeats 3]
