@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import functools
 import gzip
 import logging
@@ -350,3 +351,19 @@ def atomic_path(path) -> Path:
     """A temporary sibling of ``path``; ``os.replace`` it onto ``path`` once fully written."""
     path = Path(path)
     return path.with_name(f".partial-{os.getpid()}-{path.name}")
+
+
+@contextlib.contextmanager
+def atomic_outputs(paths: dict):
+    """Yield ``atomic_path`` of each of ``paths`` (a dict of final paths) to write into; when the
+    block succeeds, rename them onto their final paths in the dict's order, else delete them, so
+    that a failure leaves no output and no temporary file."""
+    final = {key: Path(path) for key, path in paths.items()}
+    partial = {key: atomic_path(path) for key, path in final.items()}
+    try:
+        yield partial
+        for key, path in partial.items():
+            os.replace(path, final[key])
+    finally:
+        for path in partial.values():
+            path.unlink(missing_ok=True)

@@ -4,7 +4,6 @@ over an ensemble of models) and the metrics computed from them."""
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pandas as pd
@@ -114,13 +113,6 @@ def evaluate(models, images, labels, *, split: str, tta: bool, crop_shift: int =
 def write_results(metrics: dict, predictions: pd.DataFrame, metrics_path, predictions_path):
     """Write the metrics (JSON) and the predictions table (parquet), each under a temporary name
     first and then renamed into place, the metrics last; a failed write leaves neither."""
-    partial_predictions, partial_metrics = data.atomic_path(predictions_path), data.atomic_path(metrics_path)
-    try:
-        predictions.to_parquet(partial_predictions, index=False)
-        partial_metrics.write_text(json.dumps(metrics, indent=2))
-    except BaseException:
-        partial_predictions.unlink(missing_ok=True)
-        partial_metrics.unlink(missing_ok=True)
-        raise
-    os.replace(partial_predictions, predictions_path)
-    os.replace(partial_metrics, metrics_path)
+    with data.atomic_outputs({"predictions": predictions_path, "metrics": metrics_path}) as partial:
+        predictions.to_parquet(partial["predictions"], index=False)
+        partial["metrics"].write_text(json.dumps(metrics, indent=2))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from pathlib import Path
 
@@ -144,9 +143,8 @@ def prepare(csv_path, outputs: dict, *, split_fractions: dict, seed: int, blank_
     final_paths = {key: Path(value) for key, value in outputs.items()}
     for path in final_paths.values():
         path.parent.mkdir(parents=True, exist_ok=True)
-    partial = {key: data.atomic_path(path) for key, path in final_paths.items()}
     scratch_dir = next(iter(final_paths.values())).parent
-    try:
+    with data.atomic_outputs(final_paths) as partial:
         with tempfile.NamedTemporaryFile(dir=scratch_dir, prefix=".images.", suffix=".raw") as raw_file:
             rows = _stream_images(csv_path, raw_file, chunk_bytes, workers)
             raw_file.flush()
@@ -165,12 +163,7 @@ def prepare(csv_path, outputs: dict, *, split_fractions: dict, seed: int, blank_
         table.to_parquet(partial["table"], index=False)
         summary = audit(table, used, csv_path, blank_std)
         partial["audit"].write_text(json.dumps(summary, indent=2) + "\n")
-        for key, path in partial.items():
-            os.replace(path, final_paths[key])
-        log.info("%d rows parsed from %s; per split (rows, used): %s", len(table), csv_path, {split: (part["rows"], part["used"]) for split, part in summary["splits"].items()})
-    finally:
-        for path in partial.values():
-            path.unlink(missing_ok=True)
+    log.info("%d rows parsed from %s; per split (rows, used): %s", len(table), csv_path, {split: (part["rows"], part["used"]) for split, part in summary["splits"].items()})
     return summary
 
 

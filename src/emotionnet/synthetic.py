@@ -8,7 +8,6 @@ The same seed and settings give a byte-identical CSV.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -153,13 +152,8 @@ def write_csv(path, images, labels, usage):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     order = np.argsort([list(data.USAGE_TO_SPLIT).index(name) for name in usage], kind="stable")
-    partial = data.atomic_path(path)
-    try:
-        with open(partial, "w", newline="\n") as stream:
-            stream.write("emotion,pixels,Usage\n")
-            for row in order:
-                pixels = " ".join(_PIXEL_TEXT[images[row].ravel()])
-                stream.write(f"{labels[row]},{pixels},{usage[row]}\n")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    with data.atomic_outputs({"csv": path}) as partial, open(partial["csv"], "w", newline="\n") as stream:
+        stream.write("emotion,pixels,Usage\n")
+        for row in order:
+            pixels = " ".join(_PIXEL_TEXT[images[row].ravel()])
+            stream.write(f"{labels[row]},{pixels},{usage[row]}\n")
