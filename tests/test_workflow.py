@@ -174,6 +174,43 @@ def test_crop_on_an_architecture_without_global_pooling_fails_at_start_up(tmp_pa
     assert result.returncode != 0 and "architecture 'seed' takes only 48x48 images, so it cannot train on crops" in result.output
 
 
+@pytest.mark.parametrize(
+    ("bad_model", "message"),
+    [
+        ({"teacher": ["vgg_crop", "nope"], "distillation": 0.5}, "config key 'models.student.teacher' (dataset synthetic): ['nope'] must be defined models other than 'student'"),
+        ({"teacher": ["student"], "distillation": 0.5}, "['student'] must be defined models other than 'student'"),
+        ({"teacher": ["compact"]}, "config key 'models.student' (dataset synthetic): 'teacher' and 'distillation' go together (teacher ['compact'], distillation 0)"),
+        ({"distillation": 0.5}, "'teacher' and 'distillation' go together (teacher [], distillation 0.5)"),
+    ],
+    ids=["unknown_teacher", "own_teacher", "teacher_without_weight", "weight_without_teacher"],
+)
+def test_bad_distillation_config_fails_at_start_up(tmp_path, bad_model, message):
+    folder = copy_workflow(tmp_path / "project")
+    bad = write_config(folder, {"models": {"student": {"architecture": "mini_xception", **bad_model}}})
+    result = snakemake(folder, "-n", "--configfile", bad, check=False)
+    assert result.returncode != 0 and message in result.output
+
+
+def test_a_distilled_model_trains_on_its_teachers_stored_probabilities(tmp_path):
+    """The student's train job waits for one teacher_probabilities job per teacher, whose output
+    holds a probability row per training image."""
+    folder = copy_workflow(tmp_path / "project")
+    small = {"source": "synthetic", "synthetic": {"n_images": 700, "seed": 5}, "models": ["student"], "overrides": {"seed": {"epochs": 1}, "compact": {"epochs": 1}}}
+    student = {"architecture": "mini_xception", "epochs": 1, "batch_size": 64, "teacher": ["seed", "compact"], "distillation": 0.5}
+    config = write_config(folder, {"dataset": "tiny", "datasets": {"tiny": small}, "models": {"student": student}})
+    target = "results/tiny/models/student/model.keras"
+    planned = planned_rules(snakemake(folder, target, "-n", "--configfile", config).output)
+    assert planned["teacher_probabilities"] == 2 and planned["train"] == 3
+    snakemake(folder, target, "--cores", "2", "--configfile", config)
+    train_labels = np.load(folder / "results/tiny/data/train_labels.npy")
+    for teacher in ("seed", "compact"):
+        probabilities = np.load(folder / f"results/tiny/models/{teacher}/train_probabilities.npy")
+        assert probabilities.shape == (len(train_labels), 7) and probabilities.dtype == np.float32
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
+    info = json.loads((folder / "results/tiny/models/student/info.json").read_text())
+    assert info["settings"]["teacher"] == ["seed", "compact"] and info["settings"]["distillation"] == 0.5
+
+
 def test_bad_csv_fails_parse_naming_the_line(tmp_path):
     folder = copy_workflow(tmp_path / "project")
     csv = folder / "bad.csv"

@@ -42,6 +42,8 @@ DEFAULTS = {
     "precision": "float32",
     "weight_average_decay": None,
     "crop": None,
+    "teacher": [],
+    "distillation": 0.0,
 }
 
 # Training steps per call into TensorFlow (Keras' steps_per_execution), see training_steps_per_call;
@@ -49,10 +51,11 @@ DEFAULTS = {
 STEPS_PER_CALL = 8
 
 
-def make_dataset(images, labels, batch_size: int, *, seed: int | None = None, epoch: int = 0, augment: dict | None = None, mixup_alpha: float = 0.0, crop: int | None = None):
+def make_dataset(images, labels, batch_size: int, *, seed: int | None = None, epoch: int = 0, augment: dict | None = None, mixup_alpha: float = 0.0, crop: int | None = None, targets=None):
     """A tf.data pipeline over uint8 images: (shuffle) -> batch -> float [0, 1] -> (augment) ->
     (random ``crop`` x ``crop`` windows) -> (mixup) -> one-hot -> prefetch. The whole dataset is
-    never held as float32.
+    never held as float32. ``targets`` (n, 7), if given, replaces the one-hot labels (soft targets
+    for distillation; a mirrored image gets its original's row).
 
     Only the row numbers go through tf.data's shuffle and batch; each batch then gathers its
     images in one op. The shuffle order depends only on the seed and the number of rows, so the
@@ -72,14 +75,14 @@ def make_dataset(images, labels, batch_size: int, *, seed: int | None = None, ep
         all_images = tf.constant(images)
         if mirror:
             all_images = tf.concat([all_images, tf.reverse(all_images, axis=[2])], axis=0)
-        all_labels = tf.constant(labels.astype(np.int32))
+        all_targets = tf.constant(np.eye(len(data.EMOTIONS), dtype=np.float32)[labels] if targets is None else np.asarray(targets, np.float32))
     rows = tf.data.Dataset.range(len(images))
     if seed is not None:
         rows = rows.shuffle(len(images), seed=seed * 100_003 + epoch, reshuffle_each_iteration=False)
     dataset = rows.batch(batch_size).enumerate()
 
     def prepare(batch_index, batch_rows):
-        one_hot = tf.one_hot(tf.gather(all_labels, batch_rows), len(data.EMOTIONS))
+        one_hot = tf.gather(all_targets, batch_rows)
         batch_seed = tf.stack([tf.constant((seed or 0) * 1_000 + epoch, tf.int64), batch_index])
         if mirror:
             batch_rows += tf.cast(augmentation.flip_mask(batch_seed, tf.size(batch_rows)), tf.int64) * len(images)
@@ -202,10 +205,13 @@ def class_weights(labels, mode: str):
     return {index: float(weight) for index, weight in enumerate(weights)}
 
 
-def fingerprint(settings: dict, seed: int, train_labels, val_labels) -> str:
+def fingerprint(settings: dict, seed: int, train_labels, val_labels, targets=None) -> str:
     """Identifies a training run; a checkpoint is resumed only by the run that wrote it."""
     content = json.dumps({"settings": settings, "seed": seed, "train": train_labels.tolist(), "val": val_labels.tolist()}, sort_keys=True)
-    return hashlib.sha256(content.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(content.encode())
+    if targets is not None:
+        digest.update(np.ascontiguousarray(targets, np.float32).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _random_states(model):
@@ -344,18 +350,44 @@ def _weight_average(model, decay, resumed_checkpoint):
     return average
 
 
-def train(train_images, train_labels, val_images, val_labels, *, settings: dict, seed: int, checkpoint_dir, threads: int = 1, deterministic: bool = True, memory_budget_mb: float | None = None):
+def teacher_probabilities(paths):
+    """The mean of the teacher members' stored training-set probabilities (``.npy`` files of shape
+    (n, 7), rule teacher_probabilities); None without paths."""
+    if not paths:
+        return None
+    members = [np.load(path) for path in paths]
+    shapes = {member.shape for member in members}
+    if len(shapes) != 1:
+        raise ValueError(f"teacher probabilities differ in shape: {', '.join(f'{path} {member.shape}' for path, member in zip(paths, members))}")
+    return np.mean(members, axis=0, dtype=np.float64).astype(np.float32)
+
+
+def distillation_targets(train_labels, teacher_probabilities, weight: float):
+    """Training targets of a distilled model: ``weight`` x the teacher's probabilities (n, 7) plus
+    (1 - ``weight``) x the one-hot labels; None (plain labels) when ``weight`` is 0."""
+    if not weight:
+        return None
+    if teacher_probabilities is None or len(teacher_probabilities) != len(train_labels):
+        found = "none" if teacher_probabilities is None else f"{len(teacher_probabilities)} rows"
+        raise ValueError(f"distillation needs the teacher's probabilities for all {len(train_labels)} training images; got {found}")
+    one_hot = np.eye(len(data.EMOTIONS), dtype=np.float32)[train_labels]
+    return (weight * np.asarray(teacher_probabilities, np.float32) + (1 - weight) * one_hot).astype(np.float32)
+
+
+def train(train_images, train_labels, val_images, val_labels, *, settings: dict, seed: int, checkpoint_dir, threads: int = 1, deterministic: bool = True, memory_budget_mb: float | None = None, teacher_probabilities=None):
     """Train a model as ``settings`` describe; returns (model with best-val weights, history rows).
     A mixed-precision or crop run returns a float32 copy of its model for 48x48 images.
 
     Resumes from ``checkpoint_dir`` when it holds a checkpoint of the same run. Stops with
     TrainingMemoryError when the process's memory passes ``memory_budget_mb``. With
     ``weight_average_decay``, validation and the kept weights are the moving average of the
-    weights (``averaging.WeightAverage``)."""
+    weights (``averaging.WeightAverage``). With ``distillation`` > 0 the targets blend the labels
+    with ``teacher_probabilities`` (see ``distillation_targets``)."""
     settings = {**DEFAULTS, **settings}
     runtime.configure(threads=threads, seed=seed, deterministic=deterministic)
     steps_per_epoch = math.ceil(len(train_images) / settings["batch_size"])
-    checkpoint = Checkpoint(checkpoint_dir, fingerprint(settings, seed, train_labels, val_labels))
+    targets = distillation_targets(train_labels, teacher_probabilities, settings["distillation"])
+    checkpoint = Checkpoint(checkpoint_dir, fingerprint(settings, seed, train_labels, val_labels, targets))
     resumed = checkpoint.load()
     if resumed:
         model, state = resumed
@@ -371,7 +403,7 @@ def train(train_images, train_labels, val_images, val_labels, *, settings: dict,
     elapsed_before = state["history"][-1]["elapsed_seconds"] if state["history"] else 0.0
     for epoch in range(len(state["history"]), settings["epochs"]):
         started = time.perf_counter()
-        train_dataset = make_dataset(train_images, train_labels, settings["batch_size"], seed=seed, epoch=epoch, augment=settings["augment"], mixup_alpha=settings["mixup"], crop=settings["crop"])
+        train_dataset = make_dataset(train_images, train_labels, settings["batch_size"], seed=seed, epoch=epoch, augment=settings["augment"], mixup_alpha=settings["mixup"], crop=settings["crop"], targets=targets)
         logs = _fit_epoch(model, train_dataset, val_dataset, epoch, weights, memory_budget_mb, callbacks)
         epoch_seconds = time.perf_counter() - started
         elapsed_before += epoch_seconds

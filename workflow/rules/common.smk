@@ -56,6 +56,16 @@ def _check_hyperparameters(block, model, dataset):
             raise ValueError(f"config key 'models.{model}.hyperparameters.blocks_per_stage'{merged} (dataset {dataset}, architecture {architecture}): {len(blocks)} numbers for {len(widths)} stages (widths {widths}); give one number per stage, or a single number for all")
 
 
+def _check_teacher(block, model, dataset):
+    """Distillation needs both a teacher (defined models other than the model itself) and a weight."""
+    teachers, weight = block.get("teacher", []), block.get("distillation", 0)
+    unknown = [teacher for teacher in teachers if teacher not in config["models"] or teacher == model]
+    if unknown:
+        raise ValueError(f"config key 'models.{model}.teacher' (dataset {dataset}): {unknown} must be defined models other than {model!r}")
+    if bool(teachers) != bool(weight):
+        raise ValueError(f"config key 'models.{model}' (dataset {dataset}): 'teacher' and 'distillation' go together (teacher {teachers}, distillation {weight})")
+
+
 def _check_config():
     datasets, models = config["datasets"], config["models"]
     if DATASET not in datasets:
@@ -70,6 +80,7 @@ def _check_config():
         for model in models:  # every model, not only the listed ones: any can be asked for by path
             block = _model_block(name, model)
             _check_hyperparameters(block, model, name)
+            _check_teacher(block, model, name)
             # only the global-pooling architectures take crops ('seed' flattens a 48x48 feature map)
             if block.get("crop") and block["architecture"] == "seed":
                 raise ValueError(f"config key 'models.{model}.crop' (dataset {name}): architecture 'seed' takes only 48x48 images, so it cannot train on crops")
@@ -105,6 +116,12 @@ def model_settings(wildcards):
 
 def model_seed(wildcards):
     return _model_block(wildcards.dataset, wildcards.model).get("seed", config["seed"])
+
+
+def teacher_probability_files(wildcards):
+    """The stored training-set probabilities of the model's teachers (none without distillation)."""
+    teachers = _model_block(wildcards.dataset, wildcards.model).get("teacher", [])
+    return [f"results/{wildcards.dataset}/models/{teacher}/train_probabilities.npy" for teacher in teachers]
 
 
 def checkpoint_dir(wildcards):

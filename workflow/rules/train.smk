@@ -4,6 +4,7 @@ rule train:
         train_labels="results/{dataset}/data/train_labels.npy",
         val_images="results/{dataset}/data/val_images.npy",
         val_labels="results/{dataset}/data/val_labels.npy",
+        teacher=teacher_probability_files,
     output:
         model="results/{dataset}/models/{model}/model.keras",
         weights="results/{dataset}/models/{model}/model.weights.h5",
@@ -27,3 +28,23 @@ rule train:
     retries: 1
     script:
         "../scripts/train.py"
+
+
+rule teacher_probabilities:
+    input:
+        model="results/{dataset}/models/{model}/model.keras",
+        images="results/{dataset}/data/train_images.npy",
+    output:
+        "results/{dataset}/models/{model}/train_probabilities.npy",
+    params:
+        batch_size=config["evaluate"]["batch_size"],
+    log:
+        "results/{dataset}/logs/teacher_probabilities/{model}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/teacher_probabilities/{model}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/teacher_probabilities.py"

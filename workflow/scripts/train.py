@@ -15,6 +15,7 @@ with runtime.job(snakemake.log[0], f"train {snakemake.wildcards.model}"):
         threads=snakemake.threads,
         deterministic=snakemake.params.deterministic,
         memory_budget_mb=snakemake.resources.mem_mb,
+        teacher_probabilities=train.teacher_probabilities(snakemake.input.teacher),
     )
     outputs = {key: snakemake.output[key] for key in ("model", "weights", "history", "info")}
     train.write_outputs(model, history, settings=snakemake.params.settings, **outputs)

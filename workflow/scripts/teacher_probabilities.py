@@ -1,0 +1,14 @@
+"""Rule teacher_probabilities: a trained model's probabilities for every training image, the soft
+targets of a model that names it as a teacher."""
+import numpy as np
+
+from emotionnet import data, evaluate, models, runtime
+
+with runtime.job(snakemake.log[0], f"teacher probabilities {snakemake.wildcards.model}"):
+    runtime.configure(threads=snakemake.threads)
+    model = models.load(snakemake.input.model)
+    images = np.load(snakemake.input.images)
+    probabilities = evaluate.predict_probabilities(model, images, batch_size=snakemake.params.batch_size)
+    with data.atomic_outputs({"probabilities": snakemake.output[0]}) as partial:
+        with open(partial["probabilities"], "wb") as stream:
+            np.save(stream, probabilities)
