@@ -52,55 +52,79 @@ STEPS_PER_CALL = 8
 
 
 def make_dataset(images, labels, batch_size: int, *, seed: int | None = None, epoch: int = 0, augment: dict | None = None, mixup_alpha: float = 0.0, crop: int | None = None, targets=None):
-    """A tf.data pipeline over uint8 images: (shuffle) -> batch -> float [0, 1] -> (augment) ->
-    (random ``crop`` x ``crop`` windows) -> (mixup) -> one-hot -> prefetch. The whole dataset is
-    never held as float32. ``targets`` (n, 7), if given, replaces the one-hot labels (soft targets
-    for distillation; a mirrored image gets its original's row).
+    """One pass of ``PipelineImages(images, labels, targets, mirror=<flip in augment>).batches(...)``,
+    for a dataset used once (validation, tests, benchmarks); an epoch loop keeps one
+    PipelineImages and calls ``batches`` for each epoch."""
+    mirror = bool(seed is not None and (augment or {}).get("flip"))
+    return PipelineImages(images, labels, targets, mirror=mirror).batches(batch_size, seed=seed, epoch=epoch, augment=augment, mixup_alpha=mixup_alpha, crop=crop)
 
-    Only the row numbers go through tf.data's shuffle and batch; each batch then gathers its
-    images in one op. The shuffle order depends only on the seed and the number of rows, so the
-    batches are exactly those of shuffling and batching the images themselves, without copying
-    every image through the shuffle buffer one at a time. With the flip augmentation, a mirrored
-    uint8 copy of the images sits beside them and each batch gathers its mirrored images from it:
-    the same batches as ``augment.flip`` gives, without mirroring floats in every batch."""
-    import tensorflow as tf
 
-    from emotionnet import augment as augmentation
+class PipelineImages:
+    """The training pipeline's input: uint8 images (with a mirrored copy beside them when the
+    flip augmentation is on) and their targets, as tensors made once per training run. Each
+    epoch's tf.data pipeline gathers its batches from these; a pipeline that made its own copy
+    would keep it in memory until the process ends (about 130 MB per epoch on FER2013).
 
-    if seed is None:  # an unshuffled dataset (validation) is never augmented nor cropped
-        augment, mixup_alpha, crop = {}, 0.0, None
-    augment = dict(augment or {})
-    mirror = bool(augment.pop("flip", False))
-    with tf.device("/cpu:0"):  # tf.data runs on the CPU, also where a GPU trains
-        all_images = tf.constant(images)
-        if mirror:
-            all_images = tf.concat([all_images, tf.reverse(all_images, axis=[2])], axis=0)
-        all_targets = tf.constant(np.eye(len(data.EMOTIONS), dtype=np.float32)[labels] if targets is None else np.asarray(targets, np.float32))
-    rows = tf.data.Dataset.range(len(images))
-    if seed is not None:
-        rows = rows.shuffle(len(images), seed=seed * 100_003 + epoch, reshuffle_each_iteration=False)
-    dataset = rows.batch(batch_size).enumerate()
+    ``targets`` (n, 7), if given, replaces the one-hot labels (soft targets for distillation; a
+    mirrored image gets its original's row)."""
 
-    def prepare(batch_index, batch_rows):
-        one_hot = tf.gather(all_targets, batch_rows)
-        batch_seed = tf.stack([tf.constant((seed or 0) * 1_000 + epoch, tf.int64), batch_index])
-        if mirror:
-            batch_rows += tf.cast(augmentation.flip_mask(batch_seed, tf.size(batch_rows)), tf.int64) * len(images)
-        batch_images = tf.cast(tf.gather(all_images, batch_rows)[..., None], tf.float32) / 255.0
-        if augment:
-            batch_images = augmentation.augment_batch(batch_images, batch_seed, augment)
-        if crop:
-            batch_images = augmentation.random_crop(batch_images, batch_seed, crop)
-        if mixup_alpha > 0:
-            batch_images, one_hot = augmentation.mixup(batch_images, one_hot, batch_seed, mixup_alpha)
-        return batch_images, one_hot
+    def __init__(self, images, labels, targets=None, *, mirror: bool = False):
+        import tensorflow as tf
 
-    dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
-    # tf.data's autotuner costs about 2.5 s per pass on 2 cores (bench/train_throughput.py measured
-    # 400 against 750 images/s on 2,048 images); without it, AUTOTUNE means one call per core
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return dataset.with_options(options)
+        self.count, self.mirror = len(images), mirror
+        with tf.device("/cpu:0"):  # tf.data runs on the CPU, also where a GPU trains
+            self.images = tf.constant(images)
+            if mirror:
+                self.images = tf.concat([self.images, tf.reverse(self.images, axis=[2])], axis=0)
+            self.targets = tf.constant(np.eye(len(data.EMOTIONS), dtype=np.float32)[labels] if targets is None else np.asarray(targets, np.float32))
+
+    def batches(self, batch_size: int, *, seed: int | None = None, epoch: int = 0, augment: dict | None = None, mixup_alpha: float = 0.0, crop: int | None = None):
+        """A tf.data pipeline: (shuffle) -> batch -> float [0, 1] -> (augment) -> (random ``crop``
+        x ``crop`` windows) -> (mixup) -> targets -> prefetch. The whole dataset is never held as
+        float32.
+
+        Only the row numbers go through tf.data's shuffle and batch; each batch then gathers its
+        images in one op. The shuffle order depends only on the seed and the number of rows, so
+        the batches are exactly those of shuffling and batching the images themselves, without
+        copying every image through the shuffle buffer one at a time. With the flip augmentation,
+        each batch gathers its mirrored images from the mirrored uint8 copy: the same batches as
+        ``augment.flip`` gives, without mirroring floats in every batch."""
+        import tensorflow as tf
+
+        from emotionnet import augment as augmentation
+
+        if seed is None:  # an unshuffled dataset (validation) is never augmented nor cropped
+            augment, mixup_alpha, crop = {}, 0.0, None
+        augment = dict(augment or {})
+        mirror = bool(augment.pop("flip", False))
+        if mirror and not self.mirror:
+            raise ValueError("the flip augmentation needs PipelineImages made with mirror=True")
+        all_images, all_targets, count = self.images, self.targets, self.count
+        rows = tf.data.Dataset.range(count)
+        if seed is not None:
+            rows = rows.shuffle(count, seed=seed * 100_003 + epoch, reshuffle_each_iteration=False)
+        dataset = rows.batch(batch_size).enumerate()
+
+        def prepare(batch_index, batch_rows):
+            one_hot = tf.gather(all_targets, batch_rows)
+            batch_seed = tf.stack([tf.constant((seed or 0) * 1_000 + epoch, tf.int64), batch_index])
+            if mirror:
+                batch_rows += tf.cast(augmentation.flip_mask(batch_seed, tf.size(batch_rows)), tf.int64) * count
+            batch_images = tf.cast(tf.gather(all_images, batch_rows)[..., None], tf.float32) / 255.0
+            if augment:
+                batch_images = augmentation.augment_batch(batch_images, batch_seed, augment)
+            if crop:
+                batch_images = augmentation.random_crop(batch_images, batch_seed, crop)
+            if mixup_alpha > 0:
+                batch_images, one_hot = augmentation.mixup(batch_images, one_hot, batch_seed, mixup_alpha)
+            return batch_images, one_hot
+
+        dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+        # tf.data's autotuner costs about 2.5 s per pass on 2 cores (bench/train_throughput.py measured
+        # 400 against 750 images/s on 2,048 images); without it, AUTOTUNE means one call per core
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        return dataset.with_options(options)
 
 
 def learning_rate_schedule(settings: dict, steps_per_epoch: int):
@@ -401,9 +425,10 @@ def train(train_images, train_labels, val_images, val_labels, *, settings: dict,
     val_dataset = make_dataset(val_images, val_labels, 512)
     weights = class_weights(train_labels, settings["class_weight"])
     elapsed_before = state["history"][-1]["elapsed_seconds"] if state["history"] else 0.0
+    pipeline_images = PipelineImages(train_images, train_labels, targets, mirror=bool(settings["augment"].get("flip")))
     for epoch in range(len(state["history"]), settings["epochs"]):
         started = time.perf_counter()
-        train_dataset = make_dataset(train_images, train_labels, settings["batch_size"], seed=seed, epoch=epoch, augment=settings["augment"], mixup_alpha=settings["mixup"], crop=settings["crop"], targets=targets)
+        train_dataset = pipeline_images.batches(settings["batch_size"], seed=seed, epoch=epoch, augment=settings["augment"], mixup_alpha=settings["mixup"], crop=settings["crop"])
         logs = _fit_epoch(model, train_dataset, val_dataset, epoch, weights, memory_budget_mb, callbacks)
         epoch_seconds = time.perf_counter() - started
         elapsed_before += epoch_seconds
