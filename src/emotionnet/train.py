@@ -51,6 +51,11 @@ DEFAULTS = {
 STEPS_PER_CALL = 8
 
 
+def one_hot(labels) -> np.ndarray:
+    """(n, 7) float32 one-hot rows of label ids."""
+    return np.eye(len(data.EMOTIONS), dtype=np.float32)[labels]
+
+
 def make_dataset(images, labels, batch_size: int, *, seed: int | None = None, epoch: int = 0, augment: dict | None = None, mixup_alpha: float = 0.0, crop: int | None = None, targets=None):
     """One pass of ``PipelineImages(images, labels, targets, mirror=<flip in augment>).batches(...)``,
     for a dataset used once (validation, tests, benchmarks); an epoch loop keeps one
@@ -76,7 +81,7 @@ class PipelineImages:
             self.images = tf.constant(images)
             if mirror:
                 self.images = tf.concat([self.images, tf.reverse(self.images, axis=[2])], axis=0)
-            self.targets = tf.constant(np.eye(len(data.EMOTIONS), dtype=np.float32)[labels] if targets is None else np.asarray(targets, np.float32))
+            self.targets = tf.constant(one_hot(labels) if targets is None else np.asarray(targets, np.float32))
 
     def batches(self, batch_size: int, *, seed: int | None = None, epoch: int = 0, augment: dict | None = None, mixup_alpha: float = 0.0, crop: int | None = None):
         """A tf.data pipeline: (shuffle) -> batch -> float [0, 1] -> (augment) -> (random ``crop``
@@ -106,7 +111,7 @@ class PipelineImages:
         dataset = rows.batch(batch_size).enumerate()
 
         def prepare(batch_index, batch_rows):
-            one_hot = tf.gather(all_targets, batch_rows)
+            batch_targets = tf.gather(all_targets, batch_rows)
             batch_seed = tf.stack([tf.constant((seed or 0) * 1_000 + epoch, tf.int64), batch_index])
             if mirror:
                 batch_rows += tf.cast(augmentation.flip_mask(batch_seed, tf.size(batch_rows)), tf.int64) * count
@@ -116,8 +121,8 @@ class PipelineImages:
             if crop:
                 batch_images = augmentation.random_crop(batch_images, batch_seed, crop)
             if mixup_alpha > 0:
-                batch_images, one_hot = augmentation.mixup(batch_images, one_hot, batch_seed, mixup_alpha)
-            return batch_images, one_hot
+                batch_images, batch_targets = augmentation.mixup(batch_images, batch_targets, batch_seed, mixup_alpha)
+            return batch_images, batch_targets
 
         dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
         # tf.data's autotuner costs about 2.5 s per pass on 2 cores (bench/train_throughput.py measured
@@ -394,8 +399,7 @@ def distillation_targets(train_labels, teacher_probabilities, weight: float):
     if teacher_probabilities is None or len(teacher_probabilities) != len(train_labels):
         found = "none" if teacher_probabilities is None else f"{len(teacher_probabilities)} rows"
         raise ValueError(f"distillation needs the teacher's probabilities for all {len(train_labels)} training images; got {found}")
-    one_hot = np.eye(len(data.EMOTIONS), dtype=np.float32)[train_labels]
-    return (weight * np.asarray(teacher_probabilities, np.float32) + (1 - weight) * one_hot).astype(np.float32)
+    return (weight * np.asarray(teacher_probabilities, np.float32) + (1 - weight) * one_hot(train_labels)).astype(np.float32)
 
 
 def train(train_images, train_labels, val_images, val_labels, *, settings: dict, seed: int, checkpoint_dir, threads: int = 1, deterministic: bool = True, memory_budget_mb: float | None = None, teacher_probabilities=None):
