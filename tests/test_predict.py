@@ -100,7 +100,20 @@ def test_missing_model_and_empty_input_are_clear_errors(tmp_path, capsys):
     model = tmp_path / "m.keras"
     models.build("seed").save(model)
     code, _, err = _run(["predict", str(tmp_path), "--model", str(model)], capsys)
-    assert code == 2 and "no image files" in err
+    assert code == 2 and f"no image files (.bmp, .gif, .jpeg, .jpg, .pgm, .png, .ppm, .tif, .tiff, .webp) in {tmp_path}" in err
+
+
+def test_a_missing_default_model_says_how_to_name_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EMOTIONNET_MODEL", str(tmp_path / "gone.keras"))
+    code, _, err = _run(["predict", str(tmp_path)], capsys)
+    assert code == 2 and "gone.keras not found" in err and "--model or $EMOTIONNET_MODEL" in err
+
+
+@pytest.mark.parametrize("shift", ["-1", "9", "two"])
+def test_evaluate_refuses_a_crop_shift_outside_0_to_8(shift, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["evaluate", str(tmp_path / "m.keras"), str(tmp_path / "x.csv"), "--tta-crop-shift", shift])
+    assert stop.value.code == 2 and f"--tta-crop-shift: {shift!r} is not a whole number of pixels from 0 to 8" in capsys.readouterr().err
 
 
 def test_images_above_the_pixel_limit_are_refused_before_decoding(tmp_path, monkeypatch):
@@ -180,3 +193,25 @@ def test_mirror_tta_keeps_the_class_of_a_symmetric_face(model_file):
     plain = predict.classify_faces(model, symmetric, tta=False)
     mirrored = predict.classify_faces(model, symmetric, tta=True)
     np.testing.assert_allclose(plain, mirrored, atol=1e-5)
+    # an asymmetric face: TTA averages in the mirrored image, so the probabilities do change
+    asymmetric = np.concatenate([half, 255 - half], axis=2)
+    with_tta = predict.classify_faces(model, asymmetric, tta=True)
+    np.testing.assert_allclose(with_tta, (predict.classify_faces(model, asymmetric, tta=False) + predict.classify_faces(model, asymmetric[:, :, ::-1], tta=False)) / 2, atol=1e-5)
+    assert np.abs(with_tta - predict.classify_faces(model, asymmetric, tta=False)).max() > 1e-4
+
+
+def test_annotated_copies_get_distinct_names_in_input_order():
+    files = ["a/x.jpg", "b/x.jpg", "x.png", "x_jpg.png", "y.jpg", "c/Y.JPG", "z.jpg"]
+    names = predict.annotated_names(files)
+    assert names == ["x_jpg_1_annotated.png", "x_jpg_2_annotated.png", "x_png_annotated.png", "x_jpg_annotated.png", "y_jpg_1_annotated.png", "Y_jpg_2_annotated.png", "z_annotated.png"]
+    # a name another input's numbering already took gets an underscore more
+    assert predict.annotated_names(["p/x.jpg", "q/x.JPG", "x_jpg_1.png"]) == ["x_jpg_1_annotated.png", "x_jpg_2_annotated.png", "x_jpg_1__annotated.png"]
+
+
+def test_two_photos_with_one_name_in_two_folders_get_two_annotated_copies(astronaut, model_file, tmp_path, capsys):
+    for folder in ("one", "two"):
+        (tmp_path / "in" / folder).mkdir(parents=True)
+        (tmp_path / "in" / folder / "face.jpg").write_bytes(astronaut.read_bytes())
+    code, out, _ = _run(["predict", str(tmp_path / "in"), "--model", str(model_file), "--out", str(tmp_path / "out")], capsys)
+    assert code == 0, out
+    assert sorted(path.name for path in (tmp_path / "out").glob("*.png")) == ["face_jpg_1_annotated.png", "face_jpg_2_annotated.png"]

@@ -178,22 +178,49 @@ def collect_images(inputs) -> list:
     return files
 
 
+def annotated_names(files) -> list:
+    """The file name of each input's annotated copy: ``<stem>_annotated.png``, unless other inputs
+    share the stem (ignoring case, as some file systems do); then with the extension when that
+    tells them apart (x.jpg and x.png give x_jpg_annotated.png and x_png_annotated.png), else also
+    numbered in input order (a/x.jpg and b/x.jpg give x_jpg_1_annotated.png and x_jpg_2_annotated.png)."""
+    from collections import Counter
+
+    paths = [Path(path) for path in files]
+    stems = Counter(path.stem.casefold() for path in paths)
+    stems_with_suffix = Counter((path.stem.casefold(), path.suffix.lower()) for path in paths)
+    seen, names, taken = Counter(), [], set()
+    for path in paths:
+        key = (path.stem.casefold(), path.suffix.lower())
+        name = path.stem
+        if stems[key[0]] > 1:
+            name += "_" + (key[1].lstrip(".") or "none")
+        if stems_with_suffix[key] > 1:
+            seen[key] += 1
+            name += f"_{seen[key]}"
+        while f"{name}_annotated.png".casefold() in taken:  # e.g. x_jpg.png beside x.jpg and x.png
+            name += "_"
+        names.append(f"{name}_annotated.png")
+        taken.add(names[-1].casefold())
+    return names
+
+
 def predict_files(files, model, out_dir, *, detect: bool = True, tta: bool = True, annotate_images: bool = True, on_file=None):
-    """Predict every image file, writing annotated copies to ``out_dir``. Returns (records, errors):
+    """Predict every image file, writing annotated copies to ``out_dir`` (named by
+    ``annotated_names``, so that no copy overwrites another). Returns (records, errors):
     one record per face, one message per file that failed. ``on_file(index, total, result)`` is
     called after each file (progress)."""
     detector = face_detector() if detect else None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, errors = [], []
-    for index, path in enumerate(files, start=1):
+    for index, (path, annotated_name) in enumerate(zip(files, annotated_names(files)), start=1):
         result = predict_image(path, model, detector, detect=detect, tta=tta)
         if result.error:
             errors.append(result.error)
         else:
             rows += records(result)
             if annotate_images:
-                annotate(path, result, out_dir / f"{Path(path).stem}_annotated.png")
+                annotate(path, result, out_dir / annotated_name)
         if on_file:
             on_file(index, len(files), result)
     return rows, errors
