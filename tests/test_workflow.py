@@ -209,6 +209,10 @@ def test_a_distilled_model_trains_on_its_teachers_stored_probabilities(tmp_path)
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
     info = json.loads((folder / "results/tiny/models/student/info.json").read_text())
     assert info["settings"]["teacher"] == ["seed", "compact"] and info["settings"]["distillation"] == 0.5
+    # an evaluation setting does not recompute the teachers' probabilities, so no student retrains
+    evaluation = write_config(folder, {"evaluate": {"tta": True, "batch_size": 32}}, name="evaluate.yaml")
+    result = snakemake(folder, target, "-n", "--configfile", config, evaluation)
+    assert "Nothing to be done" in result.output, result.output[-2000:]
 
 
 def test_bad_csv_fails_parse_naming_the_line(tmp_path):

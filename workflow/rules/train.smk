@@ -36,8 +36,6 @@ rule teacher_probabilities:
         images="results/{dataset}/data/train_images.npy",
     output:
         "results/{dataset}/models/{model}/train_probabilities.npy",
-    params:
-        batch_size=config["evaluate"]["batch_size"],
     log:
         "results/{dataset}/logs/teacher_probabilities/{model}.log",
     benchmark:
