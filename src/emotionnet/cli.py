@@ -12,6 +12,16 @@ import numpy as np
 from emotionnet import data
 
 
+MAX_CROP_SHIFT = 8  # as the config schema's evaluate.tta_crop_shift
+
+
+def _crop_shift(text: str) -> int:
+    """argparse type of --tta-crop-shift: whole pixels from 0 to MAX_CROP_SHIFT."""
+    if not text.isdigit() or int(text) > MAX_CROP_SHIFT:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of pixels from 0 to {MAX_CROP_SHIFT}")
+    return int(text)
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="emotionnet", description="Facial expression recognition (FER2013's 7 emotions).")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -30,7 +40,7 @@ def _parser():
     evaluate.add_argument("csv", help="FER2013-format CSV (.csv or .csv.gz)")
     evaluate.add_argument("--usage", choices=list(data.USAGE_TO_SPLIT), help="only rows of this Usage (default: all rows)")
     evaluate.add_argument("--tta", action="store_true", help="also report mirror test-time augmentation")
-    evaluate.add_argument("--tta-crop-shift", type=int, default=0, help="also report mirror + 5-crop TTA with crops shifted by this many pixels")
+    evaluate.add_argument("--tta-crop-shift", type=_crop_shift, default=0, help=f"also report mirror + 5-crop TTA with crops shifted by this many pixels (0 to {MAX_CROP_SHIFT})")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
     export = commands.add_parser("export", help="export a model for deployment and check it against Keras")
@@ -58,11 +68,12 @@ def run_predict(args) -> int:
 
     model_path = Path(args.model) if args.model else predict.default_model_path()
     if not model_path.exists():
-        print(f"error: model file {model_path} not found", file=sys.stderr)
+        hint = "" if args.model else " (the shipped model is in the repository's models/ folder, which an editable install `pip install -e .` of a checkout finds; otherwise name a model with --model or $EMOTIONNET_MODEL)"
+        print(f"error: model file {model_path} not found{hint}", file=sys.stderr)
         return 2
     files = predict.collect_images(args.inputs)
     if not files:
-        print("error: no image files found in the given inputs", file=sys.stderr)
+        print(f"error: no image files ({', '.join(sorted(predict.IMAGE_SUFFIXES))}) in {', '.join(args.inputs)}", file=sys.stderr)
         return 2
     model = models.load(model_path)
     out = Path(args.out)
