@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 PLUGINS := .slurm-plugins
 PLUGINS_STAMP := $(PLUGINS)/.installed
 
-.PHONY: run test test-cluster clean
+.PHONY: run test test-cluster gpu clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -39,6 +39,13 @@ test: $(STAMP)
 test-cluster: $(PLUGINS_STAMP)
 	.ci/slurm.sh start
 	@status=0; $(BIN)/python -m pytest -m slurm || status=$$?; .ci/slurm.sh stop; exit $$status
+
+# On a machine with an NVIDIA GPU: TensorFlow with CUDA in place of the CPU-only wheel (run once,
+# after make run or make test has created .venv). The code then trains and predicts on the GPU.
+gpu: $(STAMP)
+	$(BIN)/pip uninstall --quiet --yes tensorflow-cpu
+	$(BIN)/pip install --quiet -c constraints.txt -c constraints-gpu.txt "tensorflow[and-cuda]"
+	$(BIN)/python -c "import tensorflow as tf; print('GPUs:', tf.config.list_physical_devices('GPU'))"
 
 clean:
 	rm -rf results .snakemake
