@@ -8,7 +8,7 @@ GFLOP/s against this machine's fp32 peak (bfloat16 runs on other units, e.g. AMX
 it). Each figure is the median pass; the fastest pass is printed too, since
 passes of one contender can differ by 1.5x on a shared machine.
 
-    python bench/train_throughput.py [--csv PATH] [--images 2048] [--repeats 3]
+    python bench/train_throughput.py [--csv PATH] [--images 2048] [--repeats 3] [--models NAME ...]
 """
 
 from __future__ import annotations
@@ -52,8 +52,9 @@ def peak_gflops() -> tuple[float, str]:
 
 def model_settings(name: str, block: dict) -> dict:
     # every contender times the network on whole 48x48 images (a crop model's training steps cost
-    # about (crop/48)^2 of that)
-    settings = {**train.DEFAULTS, **block, "epochs": 1, "schedule": "constant", "warmup_epochs": 0, "crop": None}
+    # about (crop/48)^2 of that), in float32 unless it is the bfloat16 contender, whatever
+    # precision the model's config block trains in
+    settings = {**train.DEFAULTS, **block, "epochs": 1, "schedule": "constant", "warmup_epochs": 0, "crop": None, "precision": "float32"}
     settings.pop("seed", None)
     return settings
 
@@ -138,7 +139,7 @@ def main():
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
     parser.add_argument("--images", type=int, default=2048, help="training images per timed epoch")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--models", nargs="*", help="config model names (default: all in config/config.yaml)")
+    parser.add_argument("--models", nargs="*", help="config model names (default: one per distinct network and batch size in config/config.yaml)")
     args = parser.parse_args()
     runtime.configure(threads=os.cpu_count(), seed=0, deterministic=False)
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
