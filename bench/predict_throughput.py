@@ -92,9 +92,10 @@ def measure(run, images, repeats):
         run(images)
         batched.append(time.perf_counter() - start)
     single = []
-    for index in range(50):
+    for index in range(50):  # 50 one-image calls, cycling through the images if there are fewer
+        one = index % len(images)
         start = time.perf_counter()
-        run(images[index : index + 1])
+        run(images[one : one + 1])
         single.append(time.perf_counter() - start)
     return len(images) / median(batched), 1000 * median(single)
 
@@ -118,6 +119,8 @@ def main():
         sys.exit("no trained models found: train some first (snakemake --cores all) or pass --models")
     parsed = data.parse_csv(args.csv, workers=2)
     rows = np.flatnonzero(parsed.split_codes == 1)
+    if not len(rows):
+        sys.exit(f"{args.csv} has no PublicTest rows to predict")
     images = parsed.images[rows][..., None].astype(np.float32) / 255.0
     print(f"machine: {cpu_description()}\n{len(images)} PublicTest images, batched rate = median of {args.repeats} passes; latency = median of 50 one-image calls\n")
     labels = parsed.labels[rows]

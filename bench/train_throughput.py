@@ -105,10 +105,9 @@ def contenders(settings, images, labels):
     }
 
 
-def time_contenders(settings, images, labels, repeats: int) -> tuple[dict, float]:
-    """(contender -> seconds of each timed pass, alternating contenders; FLOPs per trained image)."""
-    runs = contenders(settings, images, labels)
-    flops_per_image = 3 * 2 * models.multiply_adds(runs[PLAIN][0])  # forward + backward ~ 3x forward
+def time_fit_passes(runs: dict, repeats: int) -> dict:
+    """label -> seconds of each timed one-epoch ``fit`` of ``runs`` (label -> (compiled model,
+    factory of fit's data arguments)), after a warm-up pass each; the labels alternate."""
     for model, factory in runs.values():
         model.fit(**factory(), epochs=1, verbose=0)  # trace and warm up
     seconds = {label: [] for label in runs}
@@ -118,7 +117,14 @@ def time_contenders(settings, images, labels, repeats: int) -> tuple[dict, float
             start = time.perf_counter()
             model.fit(**arguments, epochs=1, verbose=0)
             seconds[label].append(time.perf_counter() - start)
-    return seconds, flops_per_image
+    return seconds
+
+
+def time_contenders(settings, images, labels, repeats: int) -> tuple[dict, float]:
+    """(contender -> seconds of each timed pass, alternating contenders; FLOPs per trained image)."""
+    runs = contenders(settings, images, labels)
+    flops_per_image = 3 * 2 * models.multiply_adds(runs[PLAIN][0])  # forward + backward ~ 3x forward
+    return time_fit_passes(runs, repeats), flops_per_image
 
 
 def distinct_models(config: dict) -> list[str]:
