@@ -40,12 +40,13 @@ test-cluster: $(PLUGINS_STAMP)
 	.ci/slurm.sh start
 	@status=0; $(BIN)/python -m pytest -m slurm || status=$$?; .ci/slurm.sh stop; exit $$status
 
-# On a machine with an NVIDIA GPU: TensorFlow with CUDA in place of the CPU-only wheel (run once,
-# after make run or make test has created .venv). The code then trains and predicts on the GPU.
+# On a machine with an NVIDIA GPU: TensorFlow with CUDA in place of the CPU-only wheel. Again after
+# any reinstall of the pinned dependencies (make run/test redo it when pyproject.toml or
+# constraints.txt change, and put the CPU-only wheel back). Fails when TensorFlow sees no GPU.
 gpu: $(STAMP)
-	$(BIN)/pip uninstall --quiet --yes tensorflow-cpu
+	$(BIN)/pip uninstall --quiet --yes tensorflow-cpu tensorflow
 	$(BIN)/pip install --quiet -c constraints.txt -c constraints-gpu.txt "tensorflow[and-cuda]"
-	$(BIN)/python -c "import tensorflow as tf; print('GPUs:', tf.config.list_physical_devices('GPU'))"
+	$(BIN)/python -c "import sys, tensorflow as tf; gpus = tf.config.list_physical_devices('GPU'); print('GPUs:', gpus); sys.exit(0 if gpus else 'TensorFlow sees no GPU: check the NVIDIA driver (nvidia-smi)')"
 
 clean:
 	rm -rf results .snakemake

@@ -4,6 +4,7 @@ import json
 import struct
 import zlib
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
@@ -103,13 +104,17 @@ def test_missing_model_and_empty_input_are_clear_errors(tmp_path, capsys):
     assert code == 2 and f"no image files (.bmp, .gif, .jpeg, .jpg, .pgm, .png, .ppm, .tif, .tiff, .webp) in {tmp_path}" in err
 
 
-def test_a_missing_default_model_says_how_to_name_one(tmp_path, monkeypatch, capsys):
+def test_a_missing_default_model_says_where_its_path_came_from(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("EMOTIONNET_MODEL", str(tmp_path / "gone.keras"))
     code, _, err = _run(["predict", str(tmp_path)], capsys)
-    assert code == 2 and "gone.keras not found" in err and "--model or $EMOTIONNET_MODEL" in err
+    assert code == 2 and "gone.keras not found (named by $EMOTIONNET_MODEL)" in err
+    monkeypatch.delenv("EMOTIONNET_MODEL")
+    monkeypatch.setattr(predict, "REPO_MODELS", tmp_path / "models")
+    code, _, err = _run(["predict", str(tmp_path)], capsys)
+    assert code == 2 and "emotionnet-fer2013.keras not found" in err and "name a model with --model or $EMOTIONNET_MODEL" in err
 
 
-@pytest.mark.parametrize("shift", ["-1", "9", "two"])
+@pytest.mark.parametrize("shift", ["-1", "9", "two", "\u00b2"])
 def test_evaluate_refuses_a_crop_shift_outside_0_to_8(shift, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         cli.main(["evaluate", str(tmp_path / "m.keras"), str(tmp_path / "x.csv"), "--tta-crop-shift", shift])
@@ -186,8 +191,9 @@ def test_crop_near_the_border_is_padded_to_a_square_48x48(rng):
     np.testing.assert_array_equal(crop, predict.whole_image_face(square))
 
 
-def test_mirror_tta_keeps_the_class_of_a_symmetric_face(model_file):
-    model = models.load(model_file)
+def test_mirror_tta_keeps_the_class_of_a_symmetric_face():
+    keras.utils.set_random_seed(4)
+    model = models.build("mini_xception")
     half = np.random.default_rng(1).integers(0, 256, (4, 48, 24), dtype=np.uint8)
     symmetric = np.concatenate([half, half[:, :, ::-1]], axis=2)
     plain = predict.classify_faces(model, symmetric, tta=False)

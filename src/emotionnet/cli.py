@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ MAX_CROP_SHIFT = 8  # as the config schema's evaluate.tta_crop_shift
 
 def _crop_shift(text: str) -> int:
     """argparse type of --tta-crop-shift: whole pixels from 0 to MAX_CROP_SHIFT."""
-    if not text.isdigit() or int(text) > MAX_CROP_SHIFT:
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_CROP_SHIFT:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of pixels from 0 to {MAX_CROP_SHIFT}")
     return int(text)
 
@@ -68,7 +69,12 @@ def run_predict(args) -> int:
 
     model_path = Path(args.model) if args.model else predict.default_model_path()
     if not model_path.exists():
-        hint = "" if args.model else " (the shipped model is in the repository's models/ folder, which an editable install `pip install -e .` of a checkout finds; otherwise name a model with --model or $EMOTIONNET_MODEL)"
+        if args.model:
+            hint = ""
+        elif os.environ.get("EMOTIONNET_MODEL"):
+            hint = " (named by $EMOTIONNET_MODEL)"
+        else:
+            hint = " (the shipped model is in the repository's models/ folder, which an editable install `pip install -e .` of a checkout finds; otherwise name a model with --model or $EMOTIONNET_MODEL)"
         print(f"error: model file {model_path} not found{hint}", file=sys.stderr)
         return 2
     files = predict.collect_images(args.inputs)
