@@ -3,6 +3,7 @@
 import json
 import struct
 import zlib
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -57,6 +58,10 @@ def test_csv_records_and_no_detect(astronaut, model_file, tmp_path, capsys):
     lines = (tmp_path / "predictions.csv").read_text().splitlines()
     assert lines[0].startswith("file,face,x,y,width,height,emotion,angry")
     assert lines[1].split(",")[2:6] == ["0", "0", "512", "512"]  # the whole image is the face
+    assert lines[0].endswith(",neutral,annotated") and lines[1].endswith(",astronaut_annotated.png")
+    code, _, _ = _run(["predict", str(astronaut), "--model", str(model_file), "--out", str(tmp_path / "bare"), "--format", "csv", "--no-annotate"], capsys)
+    assert code == 0 and not list((tmp_path / "bare").glob("*.png"))
+    assert (tmp_path / "bare" / "predictions.csv").read_text().splitlines()[1].endswith(",")  # no annotated copy named
 
 
 def _png_claiming_size(path, width, height):
@@ -221,3 +226,5 @@ def test_two_photos_with_one_name_in_two_folders_get_two_annotated_copies(astron
     code, out, _ = _run(["predict", str(tmp_path / "in"), "--model", str(model_file), "--out", str(tmp_path / "out")], capsys)
     assert code == 0, out
     assert sorted(path.name for path in (tmp_path / "out").glob("*.png")) == ["face_jpg_1_annotated.png", "face_jpg_2_annotated.png"]
+    records = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert [(Path(record["file"]).parent.name, record["annotated"]) for record in records] == [("one", "face_jpg_1_annotated.png"), ("two", "face_jpg_2_annotated.png")]

@@ -218,7 +218,7 @@ def predict_files(files, model, out_dir, *, detect: bool = True, tta: bool = Tru
         if result.error:
             errors.append(result.error)
         else:
-            rows += records(result)
+            rows += records(result, annotated_name if annotate_images else "")
             if annotate_images:
                 annotate(path, result, out_dir / annotated_name)
         if on_file:
@@ -226,7 +226,7 @@ def predict_files(files, model, out_dir, *, detect: bool = True, tta: bool = Tru
     return rows, errors
 
 
-RECORD_COLUMNS = ["file", "face", "x", "y", "width", "height", "emotion"] + [name.lower() for name in data.EMOTIONS]
+RECORD_COLUMNS = ["file", "face", "x", "y", "width", "height", "emotion"] + [name.lower() for name in data.EMOTIONS] + ["annotated"]
 
 
 def write_records(rows, path, fmt: str):
@@ -243,12 +243,13 @@ def write_records(rows, path, fmt: str):
         writer.writerows(rows)
 
 
-def records(result: ImageResult) -> list:
-    """Flat per-face records (file, face index, box, emotion, 7 probabilities)."""
+def records(result: ImageResult, annotated: str = "") -> list:
+    """Flat per-face records (file, face index, box, emotion, 7 probabilities, and the file name
+    of the image's annotated copy, "" when none is written)."""
     rows = []
     for index, face in enumerate(result.faces):
         x, y, width, height = face.box
         row = {"file": str(result.path), "face": index, "x": x, "y": y, "width": width, "height": height, "emotion": face.emotion}
         row.update({name.lower(): round(float(p), 6) for name, p in zip(data.EMOTIONS, face.probabilities)})
-        rows.append(row)
+        rows.append({**row, "annotated": annotated})
     return rows
