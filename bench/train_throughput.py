@@ -85,7 +85,7 @@ def contenders(settings, images, labels):
     """name -> (compiled model, factory of model.fit's data arguments)."""
     batch = settings["batch_size"]
     float_images = images[..., None].astype(np.float32) / 255.0  # the naive way: the subset as float32
-    one_hot = np.eye(len(data.EMOTIONS), dtype=np.float32)[labels]
+    one_hot = train.one_hot(labels)
     steps = len(images) // batch
 
     def plain_arguments():

@@ -57,31 +57,38 @@ def one_hot(labels) -> np.ndarray:
 
 
 def make_dataset(images, labels, batch_size: int, *, seed: int | None = None, epoch: int = 0, augment: dict | None = None, mixup_alpha: float = 0.0, crop: int | None = None, targets=None):
-    """One pass of ``PipelineImages(images, labels, targets, mirror=<flip in augment>).batches(...)``,
-    for a dataset used once (validation, tests, benchmarks); an epoch loop keeps one
-    PipelineImages and calls ``batches`` for each epoch."""
-    mirror = bool(seed is not None and (augment or {}).get("flip"))
-    return PipelineImages(images, labels, targets, mirror=mirror).batches(batch_size, seed=seed, epoch=epoch, augment=augment, mixup_alpha=mixup_alpha, crop=crop)
+    """One pass of ``PipelineImages(images, labels, targets).batches(...)``, for a dataset used once
+    (validation, tests, benchmarks); an epoch loop keeps one PipelineImages and calls ``batches``
+    for each epoch."""
+    return PipelineImages(images, labels, targets).batches(batch_size, seed=seed, epoch=epoch, augment=augment, mixup_alpha=mixup_alpha, crop=crop)
 
 
 class PipelineImages:
-    """The training pipeline's input: uint8 images (with a mirrored copy beside them when the
-    flip augmentation is on) and their targets, as tensors made once per training run. Each
-    epoch's tf.data pipeline gathers its batches from these; a pipeline that made its own copy
-    would keep it in memory until the process ends (about 130 MB per epoch on FER2013).
+    """The training pipeline's input: uint8 images (with a mirrored copy beside them once a
+    pipeline with the flip augmentation asks for it) and their targets, as tensors made once per
+    training run. Each epoch's tf.data pipeline gathers its batches from these; a pipeline that
+    made its own copy would keep it in memory until the process ends (about 130 MB per epoch on
+    FER2013).
 
     ``targets`` (n, 7), if given, replaces the one-hot labels (soft targets for distillation; a
     mirrored image gets its original's row)."""
 
-    def __init__(self, images, labels, targets=None, *, mirror: bool = False):
+    def __init__(self, images, labels, targets=None):
         import tensorflow as tf
 
-        self.count, self.mirror = len(images), mirror
+        self.count, self.mirrored = len(images), False
         with tf.device("/cpu:0"):  # tf.data runs on the CPU, also where a GPU trains
             self.images = tf.constant(images)
-            if mirror:
-                self.images = tf.concat([self.images, tf.reverse(self.images, axis=[2])], axis=0)
             self.targets = tf.constant(one_hot(labels) if targets is None else np.asarray(targets, np.float32))
+
+    def _add_mirrored_copy(self):
+        """Rows count..2*count-1 of ``images``: the images mirrored left-right (made once)."""
+        import tensorflow as tf
+
+        if not self.mirrored:
+            with tf.device("/cpu:0"):
+                self.images = tf.concat([self.images, tf.reverse(self.images, axis=[2])], axis=0)
+            self.mirrored = True
 
     def batches(self, batch_size: int, *, seed: int | None = None, epoch: int = 0, augment: dict | None = None, mixup_alpha: float = 0.0, crop: int | None = None):
         """A tf.data pipeline: (shuffle) -> batch -> float [0, 1] -> (augment) -> (random ``crop``
@@ -102,8 +109,8 @@ class PipelineImages:
             augment, mixup_alpha, crop = {}, 0.0, None
         augment = dict(augment or {})
         mirror = bool(augment.pop("flip", False))
-        if mirror and not self.mirror:
-            raise ValueError("the flip augmentation needs PipelineImages made with mirror=True")
+        if mirror:
+            self._add_mirrored_copy()
         all_images, all_targets, count = self.images, self.targets, self.count
         rows = tf.data.Dataset.range(count)
         if seed is not None:
@@ -429,7 +436,7 @@ def train(train_images, train_labels, val_images, val_labels, *, settings: dict,
     val_dataset = make_dataset(val_images, val_labels, 512)
     weights = class_weights(train_labels, settings["class_weight"])
     elapsed_before = state["history"][-1]["elapsed_seconds"] if state["history"] else 0.0
-    pipeline_images = PipelineImages(train_images, train_labels, targets, mirror=bool(settings["augment"].get("flip")))
+    pipeline_images = PipelineImages(train_images, train_labels, targets)
     for epoch in range(len(state["history"]), settings["epochs"]):
         started = time.perf_counter()
         train_dataset = pipeline_images.batches(settings["batch_size"], seed=seed, epoch=epoch, augment=settings["augment"], mixup_alpha=settings["mixup"], crop=settings["crop"])
