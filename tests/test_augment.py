@@ -3,6 +3,7 @@ off outside training."""
 
 import pytest
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -79,6 +80,7 @@ def test_unshuffled_dataset_is_not_augmented():
 
 
 def test_tta_keeps_the_class_of_a_symmetric_face():
+    keras.utils.set_random_seed(5)  # unseeded, about 1 in 7 initialisations changed the asymmetric face by under 1e-4
     model = models.build("vgg_bn", widths=(8, 16), dropout=0.0)
     image = np.random.default_rng(1).integers(0, 256, (1, 48, 24), dtype=np.uint8)
     symmetric = np.concatenate([image, image[:, :, ::-1]], axis=2)
