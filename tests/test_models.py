@@ -110,6 +110,31 @@ def test_crop_training_needs_a_global_pooling_architecture():
         train.build_compiled_model({**train.DEFAULTS, "architecture": "seed", "crop": 40}, steps_per_epoch=1)
 
 
+def test_vgg_flatten_head_keeps_the_feature_map_layout_and_learns():
+    model = models.build("vgg_bn", widths=[8, 16], convs_per_stage=1, head="flatten", dense_units=32)
+    flatten = model.get_layer("head_flatten")
+    assert flatten.input.shape[1:] == (24, 24, 16) and flatten.output.shape[-1] == 24 * 24 * 16
+    assert model.get_layer("head_dense").units == 32
+    assert not any(isinstance(layer, keras.layers.GlobalAveragePooling2D) for layer in model.layers)
+    average = models.build("vgg_bn", widths=[8, 16], convs_per_stage=1)
+    # the head adds a 9216x32 dense layer (MACs and weights) and its batch norm (4 x 32 weights)
+    assert models.multiply_adds(model) - models.multiply_adds(average) == 24 * 24 * 16 * 32 + 32 * 7 - 16 * 7
+    assert model.count_params() - average.count_params() == 24 * 24 * 16 * 32 + 4 * 32 + (32 - 16) * 7
+    keras.utils.set_random_seed(0)
+    images, labels = learnable_images(64)
+    settings = {**train.DEFAULTS, "architecture": "vgg_bn", "hyperparameters": {"widths": [8, 16], "convs_per_stage": 1, "head": "flatten", "dense_units": 32}, "learning_rate": 3e-3, "optimizer": "adam"}
+    compiled = train.build_compiled_model(settings, steps_per_epoch=4)
+    losses = compiled.fit(train.make_dataset(images, labels, 16), epochs=6, shuffle=False, verbose=0).history["loss"]
+    assert losses[-1] < losses[0]
+
+
+def test_vgg_flatten_head_refuses_crops_and_unknown_heads():
+    with pytest.raises(ValueError, match="architecture 'vgg_bn' with head 'flatten' takes only 48x48 images .* cannot train on crops"):
+        train.build_compiled_model({**train.DEFAULTS, "architecture": "vgg_bn", "hyperparameters": {"head": "flatten"}, "crop": 40}, steps_per_epoch=1)
+    with pytest.raises(ValueError, match="vgg_bn: head must be 'average' or 'flatten', got 'max'"):
+        models.build("vgg_bn", head="max")
+
+
 def test_a_misspelt_hyperparameter_is_refused_not_ignored():
     with pytest.raises(ValueError, match=r"architecture 'resnet' has no hyperparameter 'block_per_stage'; it takes: widths, blocks_per_stage, dropout"):
         models.build("resnet", block_per_stage=1)

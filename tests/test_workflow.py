@@ -167,11 +167,19 @@ def test_bad_hyperparameter_fails_at_start_up_naming_the_key(tmp_path, bad_confi
     assert result.returncode != 0 and message in result.output
 
 
-def test_crop_on_an_architecture_without_global_pooling_fails_at_start_up(tmp_path):
+@pytest.mark.parametrize(
+    ("bad_config", "message"),
+    [
+        ({"datasets": {"synthetic": {"overrides": {"seed": {"crop": 40}}}}}, "config key 'models.seed.crop' (dataset synthetic): architecture 'seed' takes only 48x48 images, so it cannot train on crops"),
+        ({"models": {"flat": {"architecture": "vgg_bn", "hyperparameters": {"head": "flatten"}, "crop": 40}}}, "config key 'models.flat.crop' (dataset synthetic): architecture 'vgg_bn' with head flatten takes only 48x48 images, so it cannot train on crops"),
+    ],
+    ids=["seed", "vgg_flatten_head"],
+)
+def test_crop_on_an_architecture_without_global_pooling_fails_at_start_up(tmp_path, bad_config, message):
     folder = copy_workflow(tmp_path / "project")
-    bad = write_config(folder, {"datasets": {"synthetic": {"overrides": {"seed": {"crop": 40}}}}})
+    bad = write_config(folder, bad_config)
     result = snakemake(folder, "-n", "--configfile", bad, check=False)
-    assert result.returncode != 0 and "architecture 'seed' takes only 48x48 images, so it cannot train on crops" in result.output
+    assert result.returncode != 0 and message in result.output
 
 
 @pytest.mark.parametrize(

@@ -39,9 +39,15 @@ def _conv_bn_relu(tensor, filters, name):
     return keras.layers.ReLU(name=f"{name}_relu")(tensor)
 
 
-def vgg_bn(widths=(32, 64, 128, 256), convs_per_stage: int = 2, dropout: float = 0.3, input_shape=INPUT_SHAPE):
-    """VGG-style stages of 3x3 conv + batch norm + ReLU, max-pooling between stages, global average
-    pooling and dropout before the classifier."""
+def vgg_bn(widths=(32, 64, 128, 256), convs_per_stage: int = 2, dropout: float = 0.3, head: str = "average", dense_units: int = 256, input_shape=INPUT_SHAPE):
+    """VGG-style stages of 3x3 conv + batch norm + ReLU, max-pooling between stages, then the head:
+    ``"average"``, global average pooling (any image size, so it trains on crops); or
+    ``"flatten"``, the last feature map flattened into a dense layer of ``dense_units`` (keeps where
+    on the face a feature was found; 48x48 images only). Dropout before the classifier."""
+    if head not in ("average", "flatten"):
+        raise ValueError(f"vgg_bn: head must be 'average' or 'flatten', got {head!r}")
+    if head == "flatten" and tuple(input_shape) != INPUT_SHAPE:
+        raise ValueError(f"architecture 'vgg_bn' with head 'flatten' takes only {INPUT_SHAPE[0]}x{INPUT_SHAPE[1]} images (it flattens its feature map), so it cannot train on crops")
     inputs = keras.Input(input_shape)
     tensor = inputs
     for stage, filters in enumerate(widths):
@@ -49,7 +55,14 @@ def vgg_bn(widths=(32, 64, 128, 256), convs_per_stage: int = 2, dropout: float =
             tensor = _conv_bn_relu(tensor, filters, f"stage{stage}_{index}")
         if stage < len(widths) - 1:
             tensor = keras.layers.MaxPooling2D(2, name=f"stage{stage}_pool")(tensor)
-    tensor = keras.layers.GlobalAveragePooling2D()(tensor)
+    if head == "average":
+        tensor = keras.layers.GlobalAveragePooling2D()(tensor)
+    else:
+        tensor = keras.layers.Flatten(name="head_flatten")(tensor)
+        tensor = keras.layers.Dropout(dropout, name="head_dropout")(tensor)
+        tensor = keras.layers.Dense(dense_units, use_bias=False, name="head_dense")(tensor)
+        tensor = keras.layers.BatchNormalization(name="head_bn")(tensor)
+        tensor = keras.layers.ReLU(name="head_relu")(tensor)
     tensor = keras.layers.Dropout(dropout)(tensor)
     outputs = keras.layers.Dense(N_CLASSES, activation="softmax", dtype="float32")(tensor)
     return keras.Model(inputs, outputs, name="vgg_bn")
