@@ -81,10 +81,10 @@ def _check_config():
             block = _model_block(name, model)
             _check_hyperparameters(block, model, name)
             _check_teacher(block, model, name)
-            # only global pooling takes crops ('seed' and vgg_bn's flatten head flatten a 48x48 feature map)
-            flattens = block["architecture"] == "seed" or block.get("hyperparameters", {}).get("head") == "flatten"
-            if block.get("crop") and flattens:
-                raise ValueError(f"config key 'models.{model}.crop' (dataset {name}): architecture {block['architecture']!r}{' with head flatten' if block['architecture'] != 'seed' else ''} takes only 48x48 images, so it cannot train on crops")
+            # only global pooling takes crops: these flatten a 48x48 feature map (the schema allows 'head' on vgg_bn only)
+            flattening = "'seed'" if block["architecture"] == "seed" else "'vgg_bn' with head flatten" if block.get("hyperparameters", {}).get("head") == "flatten" else ""
+            if block.get("crop") and flattening:
+                raise ValueError(f"config key 'models.{model}.crop' (dataset {name}): architecture {flattening} takes only 48x48 images, so it cannot train on crops")
         for ensemble, members in dataset.get("ensembles", {}).items():
             unknown = [member for member in members if member not in dataset["models"]]
             if unknown:
