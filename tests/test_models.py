@@ -135,6 +135,36 @@ def test_vgg_flatten_head_refuses_crops_and_unknown_heads():
         models.build("vgg_bn", head="max")
 
 
+def test_standardized_vgg_ignores_brightness_and_contrast_and_learns(tmp_path):
+    keras.utils.set_random_seed(0)
+    images = np.random.default_rng(0).uniform(0.2, 0.6, (8, 40, 40, 1)).astype(np.float32)
+    changed = 1.5 * images + 0.1   # brighter, with more contrast, still within [0, 1]
+    standardized = models.build("vgg_bn", widths=[8, 16], convs_per_stage=1, standardize=True, input_shape=(None, None, 1))
+    plain = models.build("vgg_bn", widths=[8, 16], convs_per_stage=1, input_shape=(None, None, 1))
+    assert standardized.count_params() == plain.count_params()   # the layer has no weights
+    layer = standardized.get_layer("standardize")
+    assert standardized.layers[1] is layer   # right after the input, before the first convolution
+    outputs = np.asarray(layer(images))
+    np.testing.assert_allclose(outputs.mean(axis=(1, 2, 3)), 0, atol=1e-5)
+    np.testing.assert_allclose(outputs.std(axis=(1, 2, 3)), 1, atol=0.01)   # the epsilon shrinks it a little
+    np.testing.assert_allclose(np.asarray(layer(changed)), outputs, atol=0.02)
+    probabilities = np.asarray(standardized(images))
+    np.testing.assert_allclose(np.asarray(standardized(changed)), probabilities, atol=5e-3)
+    assert (np.asarray(standardized(changed)).argmax(axis=1) == probabilities.argmax(axis=1)).all()
+    flat = np.full((1, 48, 48, 1), 0.5, np.float32)   # a blank image stays finite
+    assert np.isfinite(np.asarray(standardized(flat))).all()
+    # the label is the period of horizontal stripes, not the brightness (which standardizing removes)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, 128)
+    stripes = np.sin(2 * np.pi * np.arange(48)[None, :, None] / (2 + labels[:, None, None])) > 0
+    train_images = (rng.uniform(40, 120, (128, 1, 1)) + 80 * stripes + rng.normal(0, 10, (128, 48, 48))).clip(0, 255).astype(np.uint8)
+    settings = {"architecture": "vgg_bn", "hyperparameters": {"widths": [8, 16], "convs_per_stage": 1, "standardize": True}, "epochs": 4, "batch_size": 32, "learning_rate": 3e-3, "crop": 40, "precision": "mixed_bfloat16"}
+    model, history = train.train(train_images, labels, train_images[:32], labels[:32], settings=settings, seed=0, checkpoint_dir=tmp_path / "checkpoint")
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert model.get_layer("standardize").dtype_policy.name == "float32"   # the saved copy: float32, whole images
+    assert model.input_shape == (None, 48, 48, 1)
+
+
 def test_a_misspelt_hyperparameter_is_refused_not_ignored():
     with pytest.raises(ValueError, match=r"architecture 'resnet' has no hyperparameter 'block_per_stage'; it takes: widths, blocks_per_stage, dropout"):
         models.build("resnet", block_per_stage=1)

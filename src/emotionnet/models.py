@@ -8,6 +8,8 @@ the loss) keep full precision."""
 from __future__ import annotations
 
 import inspect
+import zipfile
+from pathlib import Path
 
 import keras
 
@@ -39,17 +41,25 @@ def _conv_bn_relu(tensor, filters, name):
     return keras.layers.ReLU(name=f"{name}_relu")(tensor)
 
 
-def vgg_bn(widths=(32, 64, 128, 256), convs_per_stage: int = 2, dropout: float = 0.3, head: str = "average", dense_units: int = 256, input_shape=INPUT_SHAPE):
+def standardize_images(tensor):
+    """Each image shifted and scaled to mean 0 and standard deviation 1 over its pixels (a
+    parameter-free layer normalization), so that brightness and contrast no longer matter; the
+    epsilon keeps a flat image finite."""
+    return keras.layers.LayerNormalization(axis=[1, 2, 3], center=False, scale=False, epsilon=1e-4, name="standardize")(tensor)
+
+
+def vgg_bn(widths=(32, 64, 128, 256), convs_per_stage: int = 2, dropout: float = 0.3, head: str = "average", dense_units: int = 256, standardize: bool = False, input_shape=INPUT_SHAPE):
     """VGG-style stages of 3x3 conv + batch norm + ReLU, max-pooling between stages, then the head:
     ``"average"``, global average pooling (any image size, so it trains on crops); or
     ``"flatten"``, the last feature map flattened into a dense layer of ``dense_units`` (keeps where
-    on the face a feature was found; 48x48 images only). Dropout before the classifier."""
+    on the face a feature was found; 48x48 images only). Dropout before the classifier.
+    ``standardize`` first brings every image to mean 0 and standard deviation 1."""
     if head not in ("average", "flatten"):
         raise ValueError(f"vgg_bn: head must be 'average' or 'flatten', got {head!r}")
     if head == "flatten" and tuple(input_shape) != INPUT_SHAPE:
         raise ValueError(f"architecture 'vgg_bn' with head 'flatten' takes only {INPUT_SHAPE[0]}x{INPUT_SHAPE[1]} images (it flattens its feature map), so it cannot train on crops")
     inputs = keras.Input(input_shape)
-    tensor = inputs
+    tensor = standardize_images(inputs) if standardize else inputs
     for stage, filters in enumerate(widths):
         for index in range(convs_per_stage):
             tensor = _conv_bn_relu(tensor, filters, f"stage{stage}_{index}")
@@ -162,8 +172,17 @@ class UnsafeModelError(ValueError):
     """A model file that would run code from the file when loaded."""
 
 
+def require_model_file(path):
+    """Fail with a clear message unless ``path`` is an existing ``.keras`` (zip) file."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such model file")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a Keras model file (a .keras file is a zip archive saved by model.save)")
+
+
 def load(path) -> keras.Model:
     """Load a ``.keras`` model in safe mode: files whose layers carry code (Lambda) are refused."""
+    require_model_file(path)
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except ValueError as error:
