@@ -1,7 +1,9 @@
 """The vectorised CSV parser against a straightforward per-row reference, and every bad input."""
 
 import gzip
+import io
 import sys
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -148,6 +150,8 @@ BAD_INPUTS = [
     ("emotion,pixels,Usage\n", None, "no data rows"),
     ("emotion,Usage\n3,Training\n", 1, "missing column(s) pixels"),
     ("feeling,pixels,Usage\n", 1, "missing column(s) emotion"),
+    ("emotion,pixels,Usage,usage\n", 1, "column(s) Usage appear more than once"),
+    (f"0,{'5 ' * 2303}5,Training\n", 1, "the first line is a data row, not a header: add the header line 'emotion,pixels,Usage'"),
     (_one_row_csv(pixels="1 " * 2302 + "1"), 3, "expected 2304 pixel values, found 2303"),
     (_one_row_csv(pixels="1 " * 2304 + "1"), 3, "expected 2304 pixel values, found 2305"),
     (_one_row_csv(pixels="1 " * 2303 + "1.5"), 3, "pixel field holds '.'"),
@@ -162,6 +166,37 @@ BAD_INPUTS = [
     ("emotion,pixels,Usage\n0,1 2 3\n", 2, "expected 3 comma-separated fields, found 2"),
     ("emotion,pixels,Usage\n0,1,2,Training\n", 2, "expected 3 comma-separated fields, found 4"),
 ]
+
+
+def test_column_names_match_whatever_their_case(write_csv):
+    rows = f"3,{'7 ' * 2303}7,PublicTest\n"
+    parsed = data.parse_csv(write_csv(' "Emotion" ,PIXELS,usage\n' + rows))
+    assert parsed.labels.tolist() == [3] and parsed.images[0, 0, 0] == 7
+    assert parsed.split_codes.tolist() == [list(data.USAGE_TO_SPLIT).index("PublicTest")]   # the Usage column was read
+
+
+@pytest.mark.parametrize(("wrap", "advice"), [
+    (gzip.compress, "the file is gzip-compressed: give it a .gz suffix"),
+    (lambda content: _zipped(content), "the file is a zip archive: unzip it"),
+])
+def test_a_compressed_file_named_csv_says_how_to_read_it(write_csv, wrap, advice):
+    path = write_csv(wrap(f"emotion,pixels,Usage\n3,{'7 ' * 2303}7,Training\n".encode()))
+    with pytest.raises(data.CsvFormatError, match=f"{path}: line 1: not a text CSV: {advice}"):
+        data.parse_csv(path)
+
+
+def _zipped(content: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("fer2013.csv", content)
+    return buffer.getvalue()
+
+
+def test_a_missing_header_gives_a_short_message(write_csv):
+    path = write_csv(f"0,{'5 ' * 2303}5,Training\n" * 2)
+    with pytest.raises(data.CsvFormatError) as raised:
+        data.parse_csv(path)
+    assert len(str(raised.value)) < len(str(path)) + 200   # not the whole row of pixels
 
 
 @pytest.mark.parametrize(("content", "line", "problem"), BAD_INPUTS)

@@ -73,20 +73,39 @@ def open_binary(path):
     return open(path, "rb")
 
 
+_COMPRESSED = {b"\x1f\x8b": "gzip-compressed: give it a .gz suffix (e.g. fer2013.csv.gz)", b"PK\x03\x04": "a zip archive: unzip it and use the CSV inside", b"BZh": "bzip2-compressed: decompress it first", b"\xfd7zXZ": "xz-compressed: decompress it first"}
+COLUMNS = ("emotion", "pixels", "Usage")
+
+
+def _shown(names, limit: int = 60) -> str:
+    """A header's column names for a message, each cut to ``limit`` characters."""
+    return "[" + ", ".join(repr(name if len(name) <= limit else name[:limit] + "...") for name in names) + "]"
+
+
 def read_layout(path, header: bytes) -> CsvLayout:
-    """Find the emotion, pixels and (optional) Usage columns in a header line."""
+    """Find the emotion, pixels and (optional) Usage columns in a header line. Column names match
+    case-insensitively (``Emotion`` is ``emotion``); a known column named twice is an error."""
     text = header.removeprefix(_BOM).rstrip(b"\r\n")
     if not text.strip():
         raise CsvFormatError(path, 1, "empty file: expected the header 'emotion,pixels,Usage'")
+    for magic, advice in _COMPRESSED.items():
+        if text.startswith(magic):
+            raise CsvFormatError(path, 1, f"not a text CSV: the file is {advice}")
     try:
         names = [name.strip().strip('"').strip() for name in text.decode("utf-8").split(",")]
     except UnicodeDecodeError:
         raise CsvFormatError(path, 1, "header is not UTF-8 text") from None
-    missing = [name for name in ("emotion", "pixels") if name not in names]
+    if names[0].isdigit():
+        raise CsvFormatError(path, 1, f"the first line is a data row, not a header: add the header line 'emotion,pixels,Usage' (or 'emotion,pixels') above it; its first fields are {_shown(names[:2], 20)}")
+    positions = {column: [index for index, name in enumerate(names) if name.lower() == column.lower()] for column in COLUMNS}
+    repeated = [column for column, found in positions.items() if len(found) > 1]
+    if repeated:
+        raise CsvFormatError(path, 1, f"column(s) {', '.join(repeated)} appear more than once; header is {_shown(names)}")
+    missing = [column for column in ("emotion", "pixels") if not positions[column]]
     if missing:
-        raise CsvFormatError(path, 1, f"missing column(s) {', '.join(missing)}; header is {names}")
-    usage = names.index("Usage") if "Usage" in names else None
-    return CsvLayout(len(names), names.index("emotion"), names.index("pixels"), usage)
+        raise CsvFormatError(path, 1, f"missing column(s) {', '.join(missing)}; header is {_shown(names)}")
+    usage = positions["Usage"][0] if positions["Usage"] else None
+    return CsvLayout(len(names), positions["emotion"][0], positions["pixels"][0], usage)
 
 
 def _unpacked(path, line, read):
