@@ -59,12 +59,15 @@ def test_keeps_everything_when_drops_are_off(small_dataset, write_csv, tmp_path)
         np.testing.assert_array_equal(kept, images[usage == usage_name])
 
 
-def test_stratified_split_without_usage(rng, write_csv, tmp_path):
+def test_stratified_split_without_usage(rng, write_csv, tmp_path, caplog):
     images = rng.integers(0, 256, size=(200, 48, 48), dtype=np.uint8)
     labels = np.repeat(np.arange(4), 50)
     outputs = _outputs(tmp_path)
     path = write_csv(csv_text(images, labels, header="emotion,pixels"))
-    summary = prepare.prepare(path, outputs, **SETTINGS)
+    with caplog.at_level("INFO", logger="emotionnet.prepare"):
+        summary = prepare.prepare(path, outputs, **SETTINGS)
+    assert f"{path} has no Usage column: its rows are split by label" in caplog.text
+    assert summary["splits_from"].startswith("a split by label (parse.split_fractions, seed")
     assert [summary["splits"][split]["rows"] for split in data.SPLITS] == [160, 20, 20]
     assert summary["splits"]["val"]["per_class"]["Angry"] == 5
     again = _outputs(tmp_path / "again")
@@ -77,7 +80,7 @@ def test_no_test_rows_gives_empty_test_split(small_dataset, write_csv, tmp_path)
     usage[usage == "PrivateTest"] = "PublicTest"
     outputs = _outputs(tmp_path)
     summary = prepare.prepare(write_csv(csv_text(images, labels, usage)), outputs, **SETTINGS)
-    assert not summary["has_test_split"]
+    assert not summary["has_test_split"] and summary["splits_from"] == "the Usage column"
     assert np.load(outputs["test_images"]).shape == (0, 48, 48)
 
 

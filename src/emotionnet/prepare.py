@@ -84,9 +84,9 @@ def require_train_and_val(table: pd.DataFrame, used: pd.Series, csv_path, has_us
         raise data.CsvFormatError(csv_path, None, problem)
 
 
-def audit(table: pd.DataFrame, used: pd.Series, source, blank_std: float) -> dict:
+def audit(table: pd.DataFrame, used: pd.Series, source, blank_std: float, splits_from: str = "the Usage column") -> dict:
     """Counts per class and split, blank images, duplicates within and across splits."""
-    report = {"source": str(source), "rows": len(table), "splits": {}, "cross_split_duplicates": {}}
+    report = {"source": str(source), "rows": len(table), "splits_from": splits_from, "splits": {}, "cross_split_duplicates": {}}
     for split in data.SPLITS:
         rows = table[table["split"] == split]
         counts = rows["emotion"].value_counts()
@@ -149,9 +149,12 @@ def prepare(csv_path, outputs: dict, *, split_fractions: dict, seed: int, blank_
             rows = _stream_images(csv_path, raw_file, chunk_bytes, workers)
             raw_file.flush()
             rows["splits"] = assign_splits(rows["split_codes"], rows["labels"], split_fractions, seed)
+            has_usage = bool((rows["split_codes"] != data.NO_USAGE).all())
+            if not has_usage:
+                log.info("%s has no Usage column: its rows are split by label in the proportions %s (parse.split_fractions, seed %d)", csv_path, split_fractions, seed)
             table = build_table(rows, blank_std)
             used = choose_rows(table, drop_blank, drop_cross_split_duplicates)
-            require_train_and_val(table, used, csv_path, has_usage=bool((rows["split_codes"] != data.NO_USAGE).all()))
+            require_train_and_val(table, used, csv_path, has_usage=has_usage)
             table["used"] = used
             all_images = np.memmap(raw_file.name, dtype=np.uint8, mode="r", shape=(len(table), data.IMAGE_SIDE, data.IMAGE_SIDE))
             table["index_in_split"] = -1
@@ -161,7 +164,8 @@ def prepare(csv_path, outputs: dict, *, split_fractions: dict, seed: int, blank_
                 _write_split(all_images, chosen, partial[f"{split}_images"], partial[f"{split}_labels"], rows["labels"])
             del all_images
         table.to_parquet(partial["table"], index=False)
-        summary = audit(table, used, csv_path, blank_std)
+        splits_from = "the Usage column" if has_usage else f"a split by label (parse.split_fractions, seed {seed})"
+        summary = audit(table, used, csv_path, blank_std, splits_from)
         partial["audit"].write_text(json.dumps(summary, indent=2) + "\n")
     log.info("%d rows parsed from %s; per split (rows, used): %s", len(table), csv_path, {split: (part["rows"], part["used"]) for split, part in summary["splits"].items()})
     return summary
