@@ -111,18 +111,20 @@ def test_html_report_builds(project):
 
 
 @pytest.mark.parametrize(
-    "bad_config",
+    ("bad_config", "message"),
     [
-        {"models": {"seed": {"architecture": "seed", "epoch": 3}}},
-        {"datasets": {"synthetic": {"overrides": {"seed": {"epoch": 3}}}}},  # in a dataset's override
+        ({"models": {"seed": {"architecture": "seed", "epoch": 3}}}, "config key 'models.seed': Additional properties are not allowed ('epoch' was unexpected)"),
+        ({"datasets": {"synthetic": {"overrides": {"seed": {"epoch": 3}}}}}, "config key 'datasets.synthetic.overrides.seed': Additional properties are not allowed ('epoch' was unexpected)"),
+        ({"determinstic": True}, "config (top level): Additional properties are not allowed ('determinstic' was unexpected)"),
     ],
-    ids=["model_block", "dataset_override"],
+    ids=["model_block", "dataset_override", "top_level"],
 )
-def test_bad_config_key_fails_at_start_up(tmp_path, bad_config):
+def test_bad_config_key_fails_at_start_up(tmp_path, bad_config, message):
     folder = copy_workflow(tmp_path / "project")
     bad = write_config(folder, bad_config)
     result = snakemake(folder, "-n", "--configfile", bad, check=False)
-    assert result.returncode != 0 and "('epoch' was unexpected)" in result.output
+    assert result.returncode != 0 and message in result.output
+    assert "Failed validating" not in result.output   # one line, not the schema and config dumped
 
 
 @pytest.mark.parametrize(

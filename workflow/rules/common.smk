@@ -7,9 +7,24 @@ from pathlib import Path
 
 import jsonschema
 import yaml
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-validate(config, schema="../schemas/config.schema.yaml")
+
+def validate_config(config):
+    """The schema check (it also fills in defaults), failing with one line that names the config
+    key and the problem instead of Snakemake's dump of the whole schema and config."""
+    try:
+        validate(config, schema=workflow.source_path("../schemas/config.schema.yaml"))
+    except WorkflowError as error:
+        cause = error.__context__   # Snakemake raises while handling jsonschema's error
+        if not isinstance(cause, jsonschema.ValidationError):
+            raise
+        where = f"config key '{'.'.join(map(str, cause.path))}'" if cause.path else "config (top level)"
+        raise ValueError(f"{where}: {cause.message}") from None
+
+
+validate_config(config)
 
 # Each architecture's hyperparameters are checked against its entry in the schema's $defs, with
 # integers that must be ints (2.0 would pass JSON Schema's "integer" and then fail inside Keras).
