@@ -93,7 +93,7 @@ def test_bad_files_get_a_message_each_and_the_good_one_is_still_processed(bad_fi
     out_dir = tmp_path / "out"
     code, out, err = _run(["predict", str(bad_files), str(astronaut), "--model", str(model_file), "--out", str(out_dir)], capsys)
     assert code == 1
-    for name, reason in [("truncated.jpg", "not a readable image"), ("notes.jpg", "not a readable image"), ("empty.png", "not a readable image"), ("bomb.png", "too large"), ("blank.png", "no face found")]:
+    for name, reason in [("truncated.jpg", "not a readable image"), ("notes.jpg", "not a readable image"), ("empty.png", "not a readable image"), ("bomb.png", "too large"), ("blank.png", "no face found (for an image that is already a cropped face, use --no-detect")]:
         assert any(name in line and reason in line for line in err.splitlines()), (name, err)
     records = json.loads((out_dir / "predictions.json").read_text())
     assert [record["file"] for record in records] == [str(astronaut)]
@@ -107,6 +107,35 @@ def test_missing_model_and_empty_input_are_clear_errors(tmp_path, capsys):
     models.build("seed").save(model)
     code, _, err = _run(["predict", str(tmp_path), "--model", str(model)], capsys)
     assert code == 2 and f"no image files (.bmp, .gif, .jpeg, .jpg, .pgm, .png, .ppm, .tif, .tiff, .webp) in {tmp_path}" in err
+
+
+def test_input_and_output_mistakes_fail_before_the_model_loads(astronaut, model_file, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    code, _, err = _run(["predict", str(astronaut), str(tmp_path / "nosuch.jpg"), "--model", str(model_file), "--out", str(out_dir)], capsys)
+    assert code == 2 and f"no such file or folder: {tmp_path / 'nosuch.jpg'}" in err and not out_dir.exists()
+    a_file = tmp_path / "afile"
+    a_file.write_text("")
+    code, _, err = _run(["predict", str(astronaut), "--model", str(model_file), "--out", str(a_file)], capsys)
+    assert code == 2 and f"--out {a_file} is a file" in err
+
+
+def test_when_no_image_gives_a_face_nothing_is_written(model_file, tmp_path, capsys):
+    Image.new("L", (200, 200), 128).save(tmp_path / "blank.png")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    out_dir = tmp_path / "out"
+    code, _, err = _run(["predict", str(tmp_path / "blank.png"), str(tmp_path / "notes.jpg"), "--model", str(model_file), "--out", str(out_dir)], capsys)
+    assert code == 1 and "no face classified in 2 image(s); nothing written" in err
+    assert not out_dir.exists()
+
+
+def test_a_file_that_is_not_a_model_is_named_as_such(astronaut, tmp_path, capsys):
+    junk = tmp_path / "junk.keras"
+    junk.write_text("not a model")
+    code, _, err = _run(["predict", str(astronaut), "--model", str(junk)], capsys)
+    assert code == 2 and f"{junk}: not a Keras model file" in err
+    # evaluate checks the model before it parses the CSV (which does not exist here either)
+    code, _, err = _run(["evaluate", str(tmp_path / "typo.keras"), str(tmp_path / "no.csv")], capsys)
+    assert code == 2 and f"{tmp_path / 'typo.keras'}: no such model file" in err
 
 
 def test_a_missing_default_model_says_where_its_path_came_from(tmp_path, monkeypatch, capsys):

@@ -77,13 +77,26 @@ def run_predict(args) -> int:
             hint = " (the shipped model is in the repository's models/ folder, which an editable install `pip install -e .` of a checkout finds; otherwise name a model with --model or $EMOTIONNET_MODEL)"
         print(f"error: model file {model_path} not found{hint}", file=sys.stderr)
         return 2
+    missing = [item for item in args.inputs if not Path(item).exists()]
+    if missing:
+        print(f"error: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
     files = predict.collect_images(args.inputs)
     if not files:
         print(f"error: no image files ({', '.join(sorted(predict.IMAGE_SUFFIXES))}) in {', '.join(args.inputs)}", file=sys.stderr)
         return 2
-    model = models.load(model_path)
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        print(f"error: --out {out} is a file; name a folder for the records and annotated images", file=sys.stderr)
+        return 2
+    model = models.load(model_path)
+    out_existed = out.exists()
     rows, errors = predict.predict_files(files, model, out, detect=not args.no_detect, tta=not args.no_tta, annotate_images=not args.no_annotate, on_file=_progress)
+    if not rows:
+        if not out_existed and not any(out.iterdir()):
+            out.rmdir()
+        print(f"error: no face classified in {len(files)} image(s); nothing written", file=sys.stderr)
+        return 1
     records_path = out / f"predictions.{args.format}"
     predict.write_records(rows, records_path, args.format)
     print(f"{len(rows)} face(s) in {len(files) - len(errors)} of {len(files)} image(s); records in {records_path}")
@@ -93,6 +106,7 @@ def run_predict(args) -> int:
 def run_evaluate(args) -> int:
     from emotionnet import evaluate, models
 
+    models.require_model_file(args.model)   # before the parse, so a mistyped name fails at once
     parsed = data.parse_csv(args.csv)
     rows = np.ones(len(parsed.labels), bool)
     if args.usage:

@@ -141,7 +141,7 @@ def predict_image(path, model, detector, *, detect: bool = True, tta: bool = Tru
         return result
     boxes = detect_faces(gray, detector) if detect else [(0, 0, gray.shape[1], gray.shape[0])]
     if not boxes:
-        result.error = f"{path}: no face found"
+        result.error = f"{path}: no face found (for an image that is already a cropped face, use --no-detect, or predict.detect: false in the workflow)"
         return result
     crops = np.stack([crop_face(gray, box) if detect else whole_image_face(gray) for box in boxes])
     probabilities = classify_faces(model, crops, tta=tta)
