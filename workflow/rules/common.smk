@@ -188,6 +188,14 @@ def ensemble_models(wildcards):
     return [f"results/{wildcards.dataset}/models/{member}/model.keras" for member in members]
 
 
+def photos_folder(wildcards):
+    """The folder of config `predict.images`, which must exist when a prediction is asked for."""
+    folder = config["predict"]["images"]
+    if not Path(folder).is_dir():
+        raise ValueError(f"config key 'predict.images': {folder} is not a folder; create it and put the photos to classify in it, or name your folder with --config predict.images=PATH")
+    return folder
+
+
 def model_dir(dataset, model):
     return f"results/{dataset}/models/{model}"
 

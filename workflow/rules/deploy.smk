@@ -41,7 +41,7 @@ rule predict:
     snakemake results/<dataset>/predictions/<model>/predictions.csv"""
     input:
         model="results/{dataset}/models/{model}/model.keras",
-        images=config["predict"]["images"],
+        images=photos_folder,
     output:
         records="results/{dataset}/predictions/{model}/predictions.csv",
         annotated=directory("results/{dataset}/predictions/{model}/annotated"),
