@@ -145,6 +145,15 @@ def test_missing_config_key_fails_at_start_up(tmp_path, path, message):
     assert result.returncode != 0 and message in result.output
 
 
+def test_a_yaml_mistake_in_the_config_file_is_reported_with_its_line(tmp_path):
+    folder = copy_workflow(tmp_path / "project")
+    config_file = folder / "config" / "config.yaml"
+    config_file.write_text(config_file.read_text() + "report:\n  dpi: [110\n")   # an unclosed list at the end
+    result = snakemake(folder, "-n", check=False)
+    line = len(config_file.read_text().splitlines()) + 1   # PyYAML notices at the end of the file
+    assert result.returncode != 0 and f"config/config.yaml: line {line}, column 1: not valid YAML" in result.output
+
+
 def test_csv_dataset_without_a_csv_path_fails_at_start_up(tmp_path):
     folder = copy_workflow(tmp_path / "project")
     bad = write_config(folder, {"dataset": "mine", "datasets": {"mine": {"source": "csv", "models": ["seed"]}}})
