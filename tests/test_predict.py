@@ -119,6 +119,15 @@ def test_input_and_output_mistakes_fail_before_the_model_loads(astronaut, model_
     assert code == 2 and f"--out {a_file} is a file" in err
 
 
+def test_input_mistakes_are_reported_without_starting_tensorflow(tmp_path):
+    import subprocess
+    import sys
+
+    script = f"import sys; from emotionnet import cli; code = cli.main(['predict', {str(tmp_path)!r}]); print(code, 'tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["2", "False"] and result.stderr.startswith("error: no image files")
+
+
 def test_when_no_image_gives_a_face_nothing_is_written(model_file, tmp_path, capsys):
     Image.new("L", (200, 200), 128).save(tmp_path / "blank.png")
     (tmp_path / "notes.jpg").write_text("not an image")

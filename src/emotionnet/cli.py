@@ -65,7 +65,7 @@ def _progress(index, total, result):
 
 
 def run_predict(args) -> int:
-    from emotionnet import models, predict
+    from emotionnet import predict   # TensorFlow only once the inputs are checked
 
     model_path = Path(args.model) if args.model else predict.default_model_path()
     if not model_path.exists():
@@ -89,6 +89,8 @@ def run_predict(args) -> int:
     if out.exists() and not out.is_dir():
         print(f"error: --out {out} is a file; name a folder for the records and annotated images", file=sys.stderr)
         return 2
+    from emotionnet import models
+
     model = models.load(model_path)
     out_existed = out.exists()
     rows, errors = predict.predict_files(files, model, out, detect=not args.no_detect, tta=not args.no_tta, annotate_images=not args.no_annotate, on_file=_progress)
