@@ -109,32 +109,45 @@ def test_missing_model_and_empty_input_are_clear_errors(tmp_path, capsys):
     assert code == 2 and f"no image files (.bmp, .gif, .jpeg, .jpg, .pgm, .png, .ppm, .tif, .tiff, .webp) in {tmp_path}" in err
 
 
-def test_input_and_output_mistakes_fail_before_the_model_loads(astronaut, model_file, tmp_path, capsys):
+def test_input_and_output_mistakes_fail_before_the_model_loads(astronaut, tmp_path, capsys):
+    junk = tmp_path / "junk.keras"   # loading it would fail: these errors must come first
+    junk.write_text("not a model")
     out_dir = tmp_path / "out"
-    code, _, err = _run(["predict", str(astronaut), str(tmp_path / "nosuch.jpg"), "--model", str(model_file), "--out", str(out_dir)], capsys)
-    assert code == 2 and f"no such file or folder: {tmp_path / 'nosuch.jpg'}" in err and not out_dir.exists()
+    code, _, err = _run(["predict", str(astronaut), str(tmp_path / "nosuch.jpg"), "--model", str(junk), "--out", str(out_dir)], capsys)
+    assert code == 2 and err == f"error: no such file or folder: {tmp_path / 'nosuch.jpg'}\n" and not out_dir.exists()
     a_file = tmp_path / "afile"
     a_file.write_text("")
-    code, _, err = _run(["predict", str(astronaut), "--model", str(model_file), "--out", str(a_file)], capsys)
-    assert code == 2 and f"--out {a_file} is a file" in err
+    code, _, err = _run(["predict", str(astronaut), "--model", str(junk), "--out", str(a_file)], capsys)
+    assert code == 2 and err == f"error: --out {a_file} is a file; name a folder for the records and annotated images\n"
 
 
 def test_input_mistakes_are_reported_without_starting_tensorflow(tmp_path):
     import subprocess
     import sys
 
-    script = f"import sys; from emotionnet import cli; code = cli.main(['predict', {str(tmp_path)!r}]); print(code, 'tensorflow' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert result.stdout.split() == ["2", "False"] and result.stderr.startswith("error: no image files")
+    junk = tmp_path / "junk.keras"
+    junk.write_text("not a model")
+    (tmp_path / "photos").mkdir()
+    for arguments, message in [([str(tmp_path / "photos")], "error: no image files"), ([str(tmp_path / "gone.jpg")], "error: no such file or folder")]:
+        script = f"import sys; from emotionnet import cli; code = cli.main(['predict', *{arguments!r}, '--model', {str(junk)!r}]); print(code, 'tensorflow' in sys.modules)"
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+        assert result.stdout.split() == ["2", "False"] and result.stderr.startswith(message)
 
 
 def test_when_no_image_gives_a_face_nothing_is_written(model_file, tmp_path, capsys):
     Image.new("L", (200, 200), 128).save(tmp_path / "blank.png")
     (tmp_path / "notes.jpg").write_text("not an image")
-    out_dir = tmp_path / "out"
-    code, _, err = _run(["predict", str(tmp_path / "blank.png"), str(tmp_path / "notes.jpg"), "--model", str(model_file), "--out", str(out_dir)], capsys)
+    inputs = [str(tmp_path / "blank.png"), str(tmp_path / "notes.jpg"), "--model", str(model_file)]
+    new_folders = tmp_path / "new" / "out"
+    code, _, err = _run(["predict", *inputs, "--out", str(new_folders)], capsys)
     assert code == 1 and "no face classified in 2 image(s); nothing written" in err
-    assert not out_dir.exists()
+    assert not (tmp_path / "new").exists()   # neither the folder nor the parent the run created
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "predictions.json").write_text('[{"file": "from an earlier run"}]')
+    code, _, err = _run(["predict", *inputs, "--out", str(existing)], capsys)
+    assert code == 1 and f"{existing / 'predictions.json'} holds no records" in err
+    assert json.loads((existing / "predictions.json").read_text()) == []   # not the earlier run's records
 
 
 def test_a_file_that_is_not_a_model_is_named_as_such(astronaut, tmp_path, capsys):

@@ -64,43 +64,78 @@ def _progress(index, total, result):
     stream.flush()
 
 
+class UsageError(Exception):
+    """A mistake in the command line, reported before any work is done (exit code 2)."""
+
+
+def _model_path(args, predict) -> Path:
+    """The model to predict with; an error naming where its path came from if it is missing."""
+    model_path = Path(args.model) if args.model else predict.default_model_path()
+    if model_path.exists():
+        return model_path
+    if args.model:
+        hint = ""
+    elif os.environ.get("EMOTIONNET_MODEL"):
+        hint = " (named by $EMOTIONNET_MODEL)"
+    else:
+        hint = " (the shipped model is in the repository's models/ folder, which an editable install `pip install -e .` of a checkout finds; otherwise name a model with --model or $EMOTIONNET_MODEL)"
+    raise UsageError(f"model file {model_path} not found{hint}")
+
+
+def _image_files(args, predict) -> list:
+    """The image files to predict on, after checking the inputs and --out."""
+    missing = [item for item in args.inputs if not Path(item).exists()]
+    if missing:
+        raise UsageError(f"no such file or folder: {', '.join(missing)}")
+    files = predict.collect_images(args.inputs)
+    if not files:
+        raise UsageError(f"no image files ({', '.join(sorted(predict.IMAGE_SUFFIXES))}) in {', '.join(args.inputs)}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a file; name a folder for the records and annotated images")
+    return files
+
+
+def _first_missing_folder(path: Path) -> Path | None:
+    """The outermost of ``path`` and its parents that does not exist yet (None if ``path`` exists)."""
+    missing = None
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def _remove_empty_folders(path: Path, up_to: Path):
+    """Remove ``path`` and its parents up to ``up_to`` (the folders a run created), while empty."""
+    for folder in [path, *path.parents]:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        if folder == up_to:
+            return
+
+
 def run_predict(args) -> int:
     from emotionnet import predict   # TensorFlow only once the inputs are checked
 
-    model_path = Path(args.model) if args.model else predict.default_model_path()
-    if not model_path.exists():
-        if args.model:
-            hint = ""
-        elif os.environ.get("EMOTIONNET_MODEL"):
-            hint = " (named by $EMOTIONNET_MODEL)"
-        else:
-            hint = " (the shipped model is in the repository's models/ folder, which an editable install `pip install -e .` of a checkout finds; otherwise name a model with --model or $EMOTIONNET_MODEL)"
-        print(f"error: model file {model_path} not found{hint}", file=sys.stderr)
-        return 2
-    missing = [item for item in args.inputs if not Path(item).exists()]
-    if missing:
-        print(f"error: no such file or folder: {', '.join(missing)}", file=sys.stderr)
-        return 2
-    files = predict.collect_images(args.inputs)
-    if not files:
-        print(f"error: no image files ({', '.join(sorted(predict.IMAGE_SUFFIXES))}) in {', '.join(args.inputs)}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        print(f"error: --out {out} is a file; name a folder for the records and annotated images", file=sys.stderr)
-        return 2
+    model_path = _model_path(args, predict)
+    files = _image_files(args, predict)
     from emotionnet import models
 
     model = models.load(model_path)
-    out_existed = out.exists()
+    out = Path(args.out)
+    created = _first_missing_folder(out)
     rows, errors = predict.predict_files(files, model, out, detect=not args.no_detect, tta=not args.no_tta, annotate_images=not args.no_annotate, on_file=_progress)
-    if not rows:
-        if not out_existed and not any(out.iterdir()):
-            out.rmdir()
+    records_path = out / f"predictions.{args.format}"
+    if not rows and created is not None:
+        _remove_empty_folders(out, created)
         print(f"error: no face classified in {len(files)} image(s); nothing written", file=sys.stderr)
         return 1
-    records_path = out / f"predictions.{args.format}"
-    predict.write_records(rows, records_path, args.format)
+    predict.write_records(rows, records_path, args.format)   # in an existing folder, replaces older records
+    if not rows:
+        print(f"error: no face classified in {len(files)} image(s); {records_path} holds no records", file=sys.stderr)
+        return 1
     print(f"{len(rows)} face(s) in {len(files) - len(errors)} of {len(files)} image(s); records in {records_path}")
     return 1 if errors else 0
 
@@ -154,7 +189,7 @@ def main(argv=None) -> int:
     runners = {"predict": run_predict, "evaluate": run_evaluate, "export": run_export}
     try:
         return runners[args.command](args)
-    except (data.CsvFormatError, FileNotFoundError, ValueError) as error:
+    except (UsageError, data.CsvFormatError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
