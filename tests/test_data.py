@@ -170,9 +170,11 @@ BAD_INPUTS = [
 
 def test_column_names_match_whatever_their_case(write_csv):
     rows = f"3,{'7 ' * 2303}7,PublicTest\n"
-    parsed = data.parse_csv(write_csv(' "Emotion" ,PIXELS,usage\n' + rows))
-    assert parsed.labels.tolist() == [3] and parsed.images[0, 0, 0] == 7
-    assert parsed.split_codes.tolist() == [list(data.USAGE_TO_SPLIT).index("PublicTest")]   # the Usage column was read
+    public_test = [list(data.USAGE_TO_SPLIT).index("PublicTest")]
+    for header in [' "Emotion" ,PIXELS,usage', "emotion,pixels,\ufeffUsage", "0,emotion,pixels,Usage"]:
+        parsed = data.parse_csv(write_csv(f"{header}\n" + ("x," if header.startswith("0") else "") + rows))
+        assert parsed.labels.tolist() == [3] and parsed.images[0, 0, 0] == 7
+        assert parsed.split_codes.tolist() == public_test, header   # the Usage column was read
 
 
 @pytest.mark.parametrize(("wrap", "advice"), [

@@ -66,8 +66,8 @@ def test_stratified_split_without_usage(rng, write_csv, tmp_path, caplog):
     path = write_csv(csv_text(images, labels, header="emotion,pixels"))
     with caplog.at_level("INFO", logger="emotionnet.prepare"):
         summary = prepare.prepare(path, outputs, **SETTINGS)
-    assert f"{path} has no Usage column: its rows are split by label" in caplog.text
-    assert summary["splits_from"].startswith("a split by label (parse.split_fractions, seed")
+    splits_from = "a split by label: parse.split_fractions {'train': 0.8, 'val': 0.1, 'test': 0.1}, parse.split_seed 0"
+    assert summary["splits_from"] == splits_from and f"{path} has no Usage column: its rows get {splits_from}" in caplog.text
     assert [summary["splits"][split]["rows"] for split in data.SPLITS] == [160, 20, 20]
     assert summary["splits"]["val"]["per_class"]["Angry"] == 5
     again = _outputs(tmp_path / "again")

@@ -75,6 +75,7 @@ def open_binary(path):
 
 _COMPRESSED = {b"\x1f\x8b": "gzip-compressed: give it a .gz suffix (e.g. fer2013.csv.gz)", b"PK\x03\x04": "a zip archive: unzip it and use the CSV inside", b"BZh": "bzip2-compressed: decompress it first", b"\xfd7zXZ": "xz-compressed: decompress it first"}
 COLUMNS = ("emotion", "pixels", "Usage")
+_INVISIBLE = " \t\ufeff\u200b"   # stripped from column names (a BOM mid-header is left by concatenated files)
 
 
 def _shown(names, limit: int = 60) -> str:
@@ -92,16 +93,16 @@ def read_layout(path, header: bytes) -> CsvLayout:
         if text.startswith(magic):
             raise CsvFormatError(path, 1, f"not a text CSV: the file is {advice}")
     try:
-        names = [name.strip().strip('"').strip() for name in text.decode("utf-8").split(",")]
+        names = [name.strip(_INVISIBLE).strip('"').strip(_INVISIBLE) for name in text.decode("utf-8").split(",")]
     except UnicodeDecodeError:
         raise CsvFormatError(path, 1, "header is not UTF-8 text") from None
-    if names[0].isdigit():
-        raise CsvFormatError(path, 1, f"the first line is a data row, not a header: add the header line 'emotion,pixels,Usage' (or 'emotion,pixels') above it; its first fields are {_shown(names[:2], 20)}")
     positions = {column: [index for index, name in enumerate(names) if name.lower() == column.lower()] for column in COLUMNS}
     repeated = [column for column, found in positions.items() if len(found) > 1]
     if repeated:
         raise CsvFormatError(path, 1, f"column(s) {', '.join(repeated)} appear more than once; header is {_shown(names)}")
     missing = [column for column in ("emotion", "pixels") if not positions[column]]
+    if missing and names[0].isascii() and names[0].isdigit():
+        raise CsvFormatError(path, 1, f"the first line is a data row, not a header: add the header line 'emotion,pixels,Usage' (or 'emotion,pixels') above it; its first fields are {_shown(names[:2], 20)}")
     if missing:
         raise CsvFormatError(path, 1, f"missing column(s) {', '.join(missing)}; header is {_shown(names)}")
     usage = positions["Usage"][0] if positions["Usage"] else None

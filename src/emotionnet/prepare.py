@@ -22,10 +22,15 @@ log = logging.getLogger(__name__)
 ROW_BLOCK = 8192  # rows copied at a time when the split arrays are assembled
 
 
+def has_usage(split_codes) -> bool:
+    """Whether the rows came with a Usage column (their split codes are then all known)."""
+    return bool((split_codes != data.NO_USAGE).all())
+
+
 def assign_splits(split_codes, labels, fractions: dict, seed: int) -> np.ndarray:
     """Split names per row: from Usage where present, else stratified by label from ``fractions``."""
     names = np.array(list(data.USAGE_TO_SPLIT.values()))
-    if (split_codes != data.NO_USAGE).all():
+    if has_usage(split_codes):
         return names[split_codes]
     rng = np.random.default_rng(seed)
     splits = np.empty(len(labels), dtype=object)
@@ -84,7 +89,7 @@ def require_train_and_val(table: pd.DataFrame, used: pd.Series, csv_path, has_us
         raise data.CsvFormatError(csv_path, None, problem)
 
 
-def audit(table: pd.DataFrame, used: pd.Series, source, blank_std: float, splits_from: str = "the Usage column") -> dict:
+def audit(table: pd.DataFrame, used: pd.Series, source, blank_std: float, *, splits_from: str) -> dict:
     """Counts per class and split, blank images, duplicates within and across splits."""
     report = {"source": str(source), "rows": len(table), "splits_from": splits_from, "splits": {}, "cross_split_duplicates": {}}
     for split in data.SPLITS:
@@ -149,12 +154,13 @@ def prepare(csv_path, outputs: dict, *, split_fractions: dict, seed: int, blank_
             rows = _stream_images(csv_path, raw_file, chunk_bytes, workers)
             raw_file.flush()
             rows["splits"] = assign_splits(rows["split_codes"], rows["labels"], split_fractions, seed)
-            has_usage = bool((rows["split_codes"] != data.NO_USAGE).all())
-            if not has_usage:
-                log.info("%s has no Usage column: its rows are split by label in the proportions %s (parse.split_fractions, seed %d)", csv_path, split_fractions, seed)
+            from_usage = has_usage(rows["split_codes"])
+            splits_from = "the Usage column" if from_usage else f"a split by label: parse.split_fractions {split_fractions}, parse.split_seed {seed}"
+            if not from_usage:
+                log.info("%s has no Usage column: its rows get %s", csv_path, splits_from)
             table = build_table(rows, blank_std)
             used = choose_rows(table, drop_blank, drop_cross_split_duplicates)
-            require_train_and_val(table, used, csv_path, has_usage=has_usage)
+            require_train_and_val(table, used, csv_path, has_usage=from_usage)
             table["used"] = used
             all_images = np.memmap(raw_file.name, dtype=np.uint8, mode="r", shape=(len(table), data.IMAGE_SIDE, data.IMAGE_SIDE))
             table["index_in_split"] = -1
@@ -164,8 +170,7 @@ def prepare(csv_path, outputs: dict, *, split_fractions: dict, seed: int, blank_
                 _write_split(all_images, chosen, partial[f"{split}_images"], partial[f"{split}_labels"], rows["labels"])
             del all_images
         table.to_parquet(partial["table"], index=False)
-        splits_from = "the Usage column" if has_usage else f"a split by label (parse.split_fractions, seed {seed})"
-        summary = audit(table, used, csv_path, blank_std, splits_from)
+        summary = audit(table, used, csv_path, blank_std, splits_from=splits_from)
         partial["audit"].write_text(json.dumps(summary, indent=2) + "\n")
     log.info("%d rows parsed from %s; per split (rows, used): %s", len(table), csv_path, {split: (part["rows"], part["used"]) for split, part in summary["splits"].items()})
     return summary
