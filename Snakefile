@@ -10,10 +10,13 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+CONFIG_FILE = "config/config.yaml"
+
+
 include: "workflow/rules/config_syntax.smk"
 
 
-configfile: "config/config.yaml"
+configfile: CONFIG_FILE
 
 
 report: "workflow/report/workflow.rst"

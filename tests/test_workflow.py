@@ -287,7 +287,7 @@ def test_export_and_predict_rules(project):
 def test_predict_without_the_photos_folder_says_which_config_key_names_it(tmp_path):
     folder = copy_workflow(tmp_path / "project")
     result = snakemake(folder, "-n", "results/synthetic/predictions/seed/predictions.csv", check=False)
-    assert result.returncode != 0 and "config key 'predict.images': data/photos is not a folder; create it" in result.output
+    assert result.returncode != 0 and "config key 'predict.images': data/photos does not exist; create it" in result.output
 
 
 def test_evaluate_command_matches_the_evaluate_rule(project, capsys):

@@ -174,7 +174,9 @@ class UnsafeModelError(ValueError):
 
 def require_model_file(path):
     """Fail with a clear message unless ``path`` is an existing ``.keras`` (zip) file."""
-    if not Path(path).is_file():
+    if Path(path).is_dir():
+        raise ValueError(f"{path}: a folder, not a model file (a .keras file)")
+    if not Path(path).exists():
         raise FileNotFoundError(f"{path}: no such model file")
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path}: not a Keras model file (a .keras file is a zip archive saved by model.save)")

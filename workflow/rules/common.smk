@@ -191,8 +191,10 @@ def ensemble_models(wildcards):
 def photos_folder(wildcards):
     """The folder of config `predict.images`, which must exist when a prediction is asked for."""
     folder = config["predict"]["images"]
+    if Path(folder).is_file():
+        raise ValueError(f"config key 'predict.images': {folder} is a file; name a folder of photos (--config predict.images=PATH)")
     if not Path(folder).is_dir():
-        raise ValueError(f"config key 'predict.images': {folder} is not a folder; create it and put the photos to classify in it, or name your folder with --config predict.images=PATH")
+        raise ValueError(f"config key 'predict.images': {folder} does not exist; create it and put the photos to classify in it, or name your folder with --config predict.images=PATH")
     return folder
 
 
