@@ -83,16 +83,22 @@ def _model_path(args, predict) -> Path:
 
 
 def _image_files(args, predict) -> list:
-    """The image files to predict on, after checking the inputs and --out."""
+    """The image files named by the inputs, which must exist."""
     missing = [item for item in args.inputs if not Path(item).exists()]
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
     files = predict.collect_images(args.inputs)
     if not files:
         raise UsageError(f"no image files ({', '.join(sorted(predict.IMAGE_SUFFIXES))}) in {', '.join(args.inputs)}")
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out} is a file; name a folder for the records and annotated images")
     return files
+
+
+def _out_folder(args) -> Path:
+    """The --out folder, which may not exist yet but must not be a file."""
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; name a folder for the records and annotated images")
+    return out
 
 
 def _first_missing_folder(path: Path) -> Path | None:
@@ -121,21 +127,23 @@ def run_predict(args) -> int:
 
     model_path = _model_path(args, predict)
     files = _image_files(args, predict)
+    out = _out_folder(args)
     from emotionnet import models
 
     model = models.load(model_path)
-    out = Path(args.out)
     created = _first_missing_folder(out)
     rows, errors = predict.predict_files(files, model, out, detect=not args.no_detect, tta=not args.no_tta, annotate_images=not args.no_annotate, on_file=_progress)
     records_path = out / f"predictions.{args.format}"
-    if not rows and created is not None:
-        _remove_empty_folders(out, created)
-        print(f"error: no face classified in {len(files)} image(s); nothing written", file=sys.stderr)
-        return 1
-    predict.write_records(rows, records_path, args.format)   # in an existing folder, replaces older records
     if not rows:
-        print(f"error: no face classified in {len(files)} image(s); {records_path} holds no records", file=sys.stderr)
+        if created is not None:
+            _remove_empty_folders(out, created)
+            outcome = "nothing written"
+        else:   # an existing folder: replace older records rather than leave them
+            predict.write_records(rows, records_path, args.format)
+            outcome = f"{records_path} holds no records"
+        print(f"error: no face classified in {len(files)} image(s); {outcome}", file=sys.stderr)
         return 1
+    predict.write_records(rows, records_path, args.format)
     print(f"{len(rows)} face(s) in {len(files) - len(errors)} of {len(files)} image(s); records in {records_path}")
     return 1 if errors else 0
 
