@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, learnable_images
+from conftest import REPO, assert_loss_fell, learnable_images
 
 from emotionnet import models, train
 
@@ -62,7 +62,7 @@ def test_a_few_steps_lower_the_loss(name):
     model = train.build_compiled_model(settings, steps_per_epoch=4)
     dataset = train.make_dataset(images, labels, 16)
     losses = model.fit(dataset, epochs=6, shuffle=False, verbose=0).history["loss"]
-    assert losses[-1] < losses[0]
+    assert_loss_fell(losses, below=0.6)
 
 
 def test_model_with_code_is_refused(tmp_path):
@@ -78,7 +78,7 @@ def test_mixed_precision_trains_in_bfloat16_and_returns_a_float32_model(tmp_path
     images, labels = learnable_images(128)
     settings = {"architecture": "vgg_bn", "hyperparameters": {"widths": [8, 16], "convs_per_stage": 1}, "epochs": 4, "batch_size": 32, "learning_rate": 3e-3, "precision": "mixed_bfloat16"}
     model, history = train.train(images, labels, images[:32], labels[:32], settings=settings, seed=0, checkpoint_dir=tmp_path / "checkpoint")
-    assert history[-1]["loss"] < history[0]["loss"]
+    assert_loss_fell([row["loss"] for row in history], below=0.85)
     trained = keras.saving.load_model(tmp_path / "checkpoint" / "last.keras")
     trained.load_weights(tmp_path / "checkpoint" / "best.weights.h5")
     convolutions = [layer for layer in trained.layers if isinstance(layer, keras.layers.Conv2D)]
@@ -94,7 +94,7 @@ def test_crop_training_validates_and_saves_a_model_for_whole_images(tmp_path):
     images, labels = learnable_images(128)
     settings = {"architecture": "vgg_bn", "hyperparameters": {"widths": [8, 16], "convs_per_stage": 1}, "epochs": 4, "batch_size": 32, "learning_rate": 3e-3, "crop": 40}
     model, history = train.train(images, labels, images[:32], labels[:32], settings=settings, seed=0, checkpoint_dir=tmp_path / "checkpoint")
-    assert history[-1]["loss"] < history[0]["loss"]
+    assert_loss_fell([row["loss"] for row in history], below=0.85)
     assert model.input_shape == (None, 48, 48, 1)
     trained = keras.saving.load_model(tmp_path / "checkpoint" / "last.keras")  # what trained: any image size
     assert trained.input_shape == (None, None, None, 1)
@@ -125,7 +125,7 @@ def test_vgg_flatten_head_keeps_the_feature_map_layout_and_learns():
     settings = {**train.DEFAULTS, "architecture": "vgg_bn", "hyperparameters": {"widths": [8, 16], "convs_per_stage": 1, "head": "flatten", "dense_units": 32}, "learning_rate": 3e-3, "optimizer": "adam"}
     compiled = train.build_compiled_model(settings, steps_per_epoch=4)
     losses = compiled.fit(train.make_dataset(images, labels, 16), epochs=6, shuffle=False, verbose=0).history["loss"]
-    assert losses[-1] < losses[0]
+    assert_loss_fell(losses, below=0.6)
 
 
 def test_vgg_flatten_head_refuses_crops_and_unknown_heads():
@@ -163,7 +163,7 @@ def test_standardized_vgg_learns_on_crops_in_bfloat16_and_saves_for_whole_images
     train_images = (rng.uniform(40, 120, (128, 1, 1)) + 80 * stripes + rng.normal(0, 10, (128, 48, 48))).clip(0, 255).astype(np.uint8)
     settings = {"architecture": "vgg_bn", "hyperparameters": {"widths": [8, 16], "convs_per_stage": 1, "standardize": True}, "epochs": 4, "batch_size": 32, "learning_rate": 3e-3, "crop": 40, "precision": "mixed_bfloat16"}
     model, history = train.train(train_images, labels, train_images[:32], labels[:32], settings=settings, seed=0, checkpoint_dir=tmp_path / "checkpoint")
-    assert history[-1]["loss"] < history[0]["loss"]
+    assert_loss_fell([row["loss"] for row in history], below=0.85)
     assert model.get_layer("standardize").dtype_policy.name == "float32"   # the saved copy: float32, whole images
     assert model.input_shape == (None, 48, 48, 1)
 
