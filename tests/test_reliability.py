@@ -251,7 +251,9 @@ CROP_RUN = {"architecture": "vgg_bn", "hyperparameters": {"widths": [8, 16], "co
 )
 def test_a_resumed_training_gives_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch, extra_settings):
     """Checkpoint and resume in one process: also the Dropout layers' random state (and the
-    weight average, when on; a crop run's any-size model) must carry over."""
+    weight average, when on; a crop run's any-size model) must carry over. The kept (best) weights
+    may predate the interruption, so the last epoch's weights and every epoch's losses are compared
+    too."""
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (256, 48, 48), dtype=np.uint8)
     labels = rng.integers(0, 7, 256)
@@ -260,7 +262,7 @@ def test_a_resumed_training_gives_the_weights_of_an_uninterrupted_one(tmp_path, 
     def run(folder):
         return train.train(images, labels, images[:64], labels[:64], settings=settings, seed=1, checkpoint_dir=folder)
 
-    uninterrupted, _ = run(tmp_path / "whole")
+    uninterrupted, whole_history = run(tmp_path / "whole")
     fit_epoch = train._fit_epoch
 
     def interrupted_in_epoch_3(model, train_dataset, val_dataset, epoch, *arguments):
@@ -276,6 +278,13 @@ def test_a_resumed_training_gives_the_weights_of_an_uninterrupted_one(tmp_path, 
     assert [row["epoch"] for row in history] == [1, 2, 3]
     for whole, again in zip(uninterrupted.get_weights(), resumed.get_weights(), strict=True):
         np.testing.assert_array_equal(whole, again)
+    import keras
+
+    last_whole, last_resumed = (keras.saving.load_model(tmp_path / name / "last.keras") for name in ("whole", "resumed"))
+    for whole, again in zip(last_whole.get_weights(), last_resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(whole, again)
+    untimed = ("epoch_seconds", "elapsed_seconds")
+    assert [{k: v for k, v in row.items() if k not in untimed} for row in history] == [{k: v for k, v in row.items() if k not in untimed} for row in whole_history]
     if "weight_average_decay" in extra_settings:  # the kept weights may predate the interruption; the average may not
         with np.load(tmp_path / "whole" / "average.npz") as whole, np.load(tmp_path / "resumed" / "average.npz") as again:
             assert sorted(whole) == sorted(again) and int(whole["step"]) == 12
