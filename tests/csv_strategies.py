@@ -33,8 +33,9 @@ def mutated_csv(draw):
                 del content[comma:line_end if line_end >= 0 else len(content)]
         elif mutation == "corrupt":
             content[position : position + 1] = bytes([draw(st.integers(0, 255))])
-        elif mutation == "delimiter":
-            content = bytearray(content.replace(b",", draw(st.sampled_from([b";", b"\t", b"|"])), draw(st.integers(1, 3))))
+        elif mutation == "delimiter":  # in the header, or in the rows after it
+            start = draw(st.sampled_from([0, content.find(b"\n") + 1]))
+            content[start:] = content[start:].replace(b",", draw(st.sampled_from([b";", b"\t", b"|"])), draw(st.integers(1, 3)))
         elif mutation == "quote":
             content[position:position] = b'"'
         else:

@@ -16,15 +16,22 @@ def _distributions(count: int, seed: int = 0) -> np.ndarray:
 
 def test_soft_targets_follow_their_images_through_shuffling_and_mirroring():
     count = 45
-    images = np.arange(count, dtype=np.uint8)[:, None, None].repeat(48, 1).repeat(48, 2)  # image i is all i
+    images = np.zeros((count, 48, 48), np.uint8)
+    images[:, :, :24] = np.arange(count)[:, None, None]  # image i: left half i, right half 255 - i
+    images[:, :, 24:] = 255 - np.arange(count)[:, None, None]
     targets = _distributions(count)
     dataset = train.make_dataset(images, np.zeros(count, np.int64), 16, seed=2, epoch=1, augment={"flip": True}, targets=targets)
-    seen = []
+    seen, mirrored = [], []
     for batch_images, batch_targets in dataset:
-        rows = np.rint(batch_images.numpy()[:, 0, 0, 0] * 255).astype(int)
+        pixels = np.rint(batch_images.numpy()[..., 0] * 255).astype(int)
+        flipped = pixels[:, 0, 0] > 127  # a mirrored image has its right half on the left
+        rows = np.where(flipped, 255 - pixels[:, 0, 0], pixels[:, 0, 0])
+        np.testing.assert_array_equal(pixels[:, 0, 47], np.where(flipped, rows, 255 - rows))
         np.testing.assert_array_equal(batch_targets.numpy(), targets[rows])
         seen.extend(rows)
+        mirrored.extend(flipped)
     assert sorted(seen) == list(range(count)) and seen != sorted(seen)
+    assert 0 < sum(mirrored) < count  # some images were mirrored, some not
 
 
 def test_without_targets_the_pipeline_gives_one_hot_labels():
