@@ -31,6 +31,9 @@ def test_metrics_by_hand():
 def test_ensemble_of_two_models_on_synthetic_data():
     from emotionnet import synthetic
 
+    import keras
+
+    keras.utils.set_random_seed(0)
     images, labels, _ = synthetic.generate(80, seed=5)
     members = [models.build("mini_xception"), models.build("vgg_bn", widths=(8, 16))]
     metrics, table = evaluate.evaluate(members, images, labels, split="val", tta=True)
@@ -41,6 +44,14 @@ def test_ensemble_of_two_models_on_synthetic_data():
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     mean = (evaluate.predict_probabilities(members[0], images) + evaluate.predict_probabilities(members[1], images)) / 2
     np.testing.assert_allclose(probabilities, mean, rtol=1e-5)
+    # the TTA metrics are those of the members' mean over each image and its mirror (the untrained
+    # members' outputs are near uniform, so the mirror moves the log loss by ~1e-5 only: rel=1e-6)
+    mirrored = images[:, :, ::-1]
+    tta_mean = sum(evaluate.predict_probabilities(member, views) for member in members for views in (images, mirrored)) / 4
+    assert np.abs(tta_mean - mean).max() > 1e-5  # the mirror views change the probabilities
+    assert metrics["tta"]["accuracy"] == pytest.approx((tta_mean.argmax(axis=1) == labels).mean())
+    assert metrics["tta"]["log_loss"] == pytest.approx(-np.log(tta_mean[np.arange(80), labels]).mean(), rel=1e-6)
+    assert metrics["tta"]["log_loss"] != pytest.approx(-np.log(mean[np.arange(80), labels]).mean(), rel=1e-6)
 
 
 def test_empty_split_says_so():
