@@ -137,3 +137,53 @@ def test_augmented_batches_equal_augmenting_the_shuffled_batches(settings):
         np.testing.assert_array_equal(batch_images.numpy(), expected.numpy())
     if settings.get("flip"):
         assert any(not np.array_equal(batch.numpy()[..., 0], expected) for (batch, _), (expected, _) in zip(batches, plain))
+
+
+SEED = tf.constant([7, 8], tf.int64)
+
+
+def _blob(row, col, count=256):
+    """``count`` copies of a black image with a white 2x2 square whose centre is (row - 0.5, col - 0.5)."""
+    images = np.zeros((count, 48, 48, 1), np.float32)
+    images[:, row - 1 : row + 1, col - 1 : col + 1] = 1.0
+    return tf.constant(images)
+
+
+def _centroids(images):
+    """(rows, columns) of each image's brightness centroid."""
+    images = images.numpy()[..., 0]
+    rows, columns = np.mgrid[:48, :48]
+    mass = images.sum(axis=(1, 2))
+    return (images * rows).sum(axis=(1, 2)) / mass, (images * columns).sum(axis=(1, 2)) / mass
+
+
+def test_erase_probability_is_the_share_of_erased_images():
+    images = tf.zeros((64, 48, 48, 1))
+    np.testing.assert_array_equal(augment.erase(images, SEED, 0.0).numpy(), images.numpy())
+    assert (augment.erase(images, SEED, 1.0).numpy().reshape(64, -1).max(axis=1) > 0).all()
+
+
+def test_erased_rectangles_span_10_to_40_percent_of_each_side():
+    erased = augment.erase(tf.zeros((64, 48, 48, 1)), SEED, 1.0).numpy()[..., 0] > 0
+    heights, widths = erased.any(axis=2).sum(axis=1), erased.any(axis=1).sum(axis=1)
+    assert heights.max() <= 20 and widths.max() <= 20  # 0.4 x 48 = 19.2 rows, started mid-pixel
+    assert heights.min() >= 4 and widths.min() >= 4  # 0.1 x 48 = 4.8
+
+
+def test_rotate_is_a_fraction_of_a_full_turn():
+    """rotate 0.1 turns by up to 36 degrees either way."""
+    rows, columns = _centroids(augment.affine(_blob(24, 40), SEED, 0.0, 0.1, 0.0))
+    angles = np.degrees(np.abs(np.arctan2(rows - 23.5, columns - 23.5)))
+    assert 30 < angles.max() <= 36.5
+
+
+def test_each_affine_setting_works_on_its_own():
+    images = _batch()
+    for setting in ({"zoom": 0.2}, {"rotate": 0.05}, {"translate": 0.1}):
+        assert not np.allclose(augment.augment_batch(images, SEED, setting), images), setting
+
+
+def test_horizontal_and_vertical_shifts_are_drawn_independently():
+    rows, columns = _centroids(augment.affine(_blob(24, 24), SEED, 0.2, 0.0, 0.0))
+    assert rows.std() > 2 and columns.std() > 2
+    assert abs(np.corrcoef(rows, columns)[0, 1]) < 0.5

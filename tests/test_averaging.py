@@ -51,3 +51,18 @@ def test_training_validates_and_keeps_the_averaged_weights(tmp_path):
     assert scores["loss"] == pytest.approx(kept["val_loss"], rel=1e-4)
     live = keras.saving.load_model(tmp_path / "checkpoint" / "last.keras")
     assert not all(np.array_equal(a, b) for a, b in zip(model.get_weights(), live.get_weights(), strict=True))
+
+
+def test_save_and_load_restore_the_averages_and_the_step(tmp_path):
+    model = _dense_model()
+    average = averaging.WeightAverage(model, decay=0.99)
+    for value in (10.0, 20.0, 30.0):
+        model.set_weights([np.full((3, 2), value, np.float32), np.full(2, value, np.float32)])
+        average.update()
+    average.save(tmp_path / "average.npz")
+    again = averaging.WeightAverage(model, decay=0.99)  # starts from the model's current weights (30)
+    again.load(tmp_path / "average.npz")
+    assert int(again.step.numpy()) == 3
+    assert not np.allclose(average.averages[0].numpy(), 30.0)  # so a load that restored nothing would fail below
+    for saved, loaded in zip(average.averages, again.averages, strict=True):
+        np.testing.assert_array_equal(saved.numpy(), loaded.numpy())

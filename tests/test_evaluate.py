@@ -88,3 +88,47 @@ def test_results_are_renamed_into_place_and_a_failed_write_leaves_nothing(tmp_pa
     with pytest.raises(OSError):
         evaluate.write_results(metrics, predictions, tmp_path / "other.json", tmp_path / "other.parquet")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["metrics.json", "predictions.parquet"]
+
+
+def test_the_four_shifted_crops_are_the_four_diagonal_shifts(rng):
+    images = rng.integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    centre, down_right, down_left, up_right, up_left = evaluate.shifted_crops(images, 2)
+    assert np.array_equal(centre, images)
+    assert np.array_equal(down_right[:, 2:, 2:], images[:, :-2, :-2])
+    assert np.array_equal(down_left[:, 2:, :-2], images[:, :-2, 2:])
+    assert np.array_equal(up_right[:, :-2, 2:], images[:, 2:, :-2])
+    assert np.array_equal(up_left[:, :-2, :-2], images[:, 2:, 2:])
+
+
+def test_ten_view_metrics_use_the_configured_shift(rng):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = models.build("vgg_bn", widths=(8, 16))
+    images = rng.integers(0, 256, (20, 48, 48), dtype=np.uint8)
+    labels = rng.integers(0, 7, 20)
+    metrics, _ = evaluate.evaluate([model], images, labels, split="val", tta=True, crop_shift=4)
+    views = evaluate.tta_views(images, tta=True, crop_shift=4)
+    mean = sum(evaluate.predict_probabilities(model, view) for view in views) / len(views)
+    assert metrics["tta_crops"]["log_loss"] == pytest.approx(-np.log(mean[np.arange(20), labels]).mean(), rel=1e-6)
+    assert metrics["tta_crops"]["log_loss"] != pytest.approx(metrics["tta"]["log_loss"], rel=1e-6)
+
+
+def test_log_loss_of_a_zero_probability_is_clipped_not_infinite():
+    probabilities = np.zeros((1, 7))
+    probabilities[0, 1] = 1.0
+    assert evaluate.classification_metrics(np.array([0]), probabilities)["log_loss"] == pytest.approx(-np.log(1e-7))
+
+
+def test_predictions_table_names_the_most_probable_class():
+    probabilities = np.eye(7, dtype=np.float32)[[3, 3, 0]]
+    table = evaluate.predictions_table(np.array([3, 5, 6]), probabilities)
+    assert table["predicted"].tolist() == [3, 3, 0]
+    assert table["predicted_emotion"].tolist() == ["Happy", "Happy", "Angry"]
+    assert table["true_emotion"].tolist() == ["Happy", "Surprise", "Neutral"]
+
+
+def test_a_last_batch_of_one_image_is_predicted():
+    model = models.build("seed")
+    images = np.random.default_rng(0).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    np.testing.assert_allclose(evaluate.predict_probabilities(model, images, batch_size=4), evaluate.predict_probabilities(model, images), atol=1e-6)

@@ -279,3 +279,28 @@ def test_two_photos_with_one_name_in_two_folders_get_two_annotated_copies(astron
     assert sorted(path.name for path in (tmp_path / "out").glob("*.png")) == ["face_jpg_1_annotated.png", "face_jpg_2_annotated.png"]
     records = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert [(Path(record["file"]).parent.name, record["annotated"]) for record in records] == [("one", "face_jpg_1_annotated.png"), ("two", "face_jpg_2_annotated.png")]
+
+
+def _uniform_model(batch, training=False):
+    return np.full((len(batch), 7), 1 / 7, np.float32)
+
+
+def test_faces_are_sorted_largest_first():
+    class Detector:
+        def detectMultiScale(self, gray, **keywords):
+            return np.array([[0, 0, 30, 30], [50, 50, 80, 80], [10, 10, 40, 40]])
+
+    assert [box[2] for box in predict.detect_faces(np.zeros((200, 200), np.uint8), Detector())] == [80, 40, 30]
+
+
+def test_records_number_faces_from_zero():
+    faces = [predict.Face((0, 0, 10, 10), np.eye(7)[3]), predict.Face((20, 0, 10, 10), np.eye(7)[0])]
+    rows = predict.records(predict.ImageResult("p.jpg", faces))
+    assert [(row["face"], row["emotion"]) for row in rows] == [(0, "Happy"), (1, "Angry")]
+
+
+def test_without_detection_the_box_is_the_whole_image(tmp_path):
+    path = tmp_path / "wide.png"
+    Image.new("L", (60, 40), 100).save(path)
+    result = predict.predict_image(path, _uniform_model, None, detect=False)
+    assert result.faces[0].box == (0, 0, 60, 40)  # x, y, width, height

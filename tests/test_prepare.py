@@ -113,3 +113,25 @@ def test_training_rows_all_dropped_or_a_too_small_stratified_split_fail_saying_w
     tiny = write_csv(csv_text(one_per_class, np.array([0, 1, 2]), header="emotion,pixels"), name="tiny.csv")
     with pytest.raises(data.CsvFormatError, match=r"tiny\.csv: the stratified split \(parse.split_fractions\) left no rows for the val split"):
         prepare.prepare(tiny, _outputs(tmp_path / "tiny"), **SETTINGS)
+
+
+def test_blank_and_duplicate_bookkeeping(small_dataset, write_csv, tmp_path):
+    """Blank images leave training only; duplicates within a split count all but the first copy;
+    one image under two labels is one conflicting hash."""
+    images, labels, usage = small_dataset
+    usage[[1, 2, 3, 4]] = "Training"
+    usage[5] = "PublicTest"
+    images[5] = 40  # a blank validation image: kept
+    images[1] = 17  # a blank training image: dropped
+    images[3], labels[3] = images[2], labels[2]  # a duplicate within train
+    images[4], labels[4] = images[2], (labels[2] + 1) % 7  # the same image under another label
+    outputs = _outputs(tmp_path)
+    summary = prepare.prepare(write_csv(csv_text(images, labels, usage)), outputs, **SETTINGS)
+    table = pd.read_parquet(outputs["table"])
+    assert table.loc[5, "blank"] and table.loc[5, "used"]
+    assert table.loc[1, "blank"] and not table.loc[1, "used"]
+    assert summary["splits"]["val"]["used"] == (usage == "PublicTest").sum()
+    assert summary["splits"]["train"]["used"] == (usage == "Training").sum() - 1
+    assert summary["splits"]["train"]["duplicates_within"] == 2
+    assert table["duplicate_in_split"].tolist()[2:5] == [False, True, True]
+    assert summary["hashes_with_conflicting_labels"] == 1
