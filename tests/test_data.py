@@ -307,3 +307,35 @@ def test_without_the_compiled_kernel_the_numpy_parser_does_the_work(small_datase
         data.compiled_kernel.cache_clear()
     np.testing.assert_array_equal(parsed.images, images)
     np.testing.assert_array_equal(parsed.labels, labels)
+
+
+GOOD_ROW = f"0,{'5 ' * 2303}5,Training\n"
+
+
+def _parse_one_bad_row(write_csv, label="3", usage="Training"):
+    return data.parse_csv(write_csv("emotion,pixels,Usage\n" + GOOD_ROW + f"{label},{'1 ' * 2303}1,{usage}\n"))
+
+
+def test_leading_zero_labels_parse_up_to_eight_digits_and_longer_ones_are_refused(write_csv):
+    assert _parse_one_bad_row(write_csv, label="00000003").labels.tolist() == [0, 3]
+    with pytest.raises(data.CsvFormatError, match=r"line 3: emotion label '000000003' is not an integer 0-6"):
+        _parse_one_bad_row(write_csv, label="000000003")
+
+
+@pytest.mark.parametrize("usage", ["PublicTests", "Training2", "PrivateTestX"])
+def test_a_usage_that_only_starts_with_a_known_name_is_refused(write_csv, usage):
+    with pytest.raises(data.CsvFormatError, match=f"line 3: unknown Usage '{usage}'"):
+        _parse_one_bad_row(write_csv, usage=usage)
+
+
+def test_publictest_is_validation_and_privatetest_is_test():
+    assert data.USAGE_TO_SPLIT == {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+
+
+def test_content_hashes_tell_an_image_from_its_upside_down_copy(rng):
+    images = rng.integers(0, 256, size=(20, 48, 48), dtype=np.uint8)
+    flipped = images[:, ::-1, :]  # the same rows in another order
+    assert (data.content_hashes(images) != data.content_hashes(flipped)).all()
+    swapped = images.copy()
+    swapped[:, :24], swapped[:, 24:] = images[:, 24:], images[:, :24]
+    assert (data.content_hashes(images) != data.content_hashes(swapped)).all()

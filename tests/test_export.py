@@ -1,7 +1,11 @@
-"""`emotionnet export`: every format round-trips within tolerance of the Keras model."""
+"""`emotionnet export`: every format round-trips within tolerance of the Keras model, and a failed export leaves nothing; `emotionnet evaluate`'s --usage and --tta-crop-shift."""
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import csv_text
 
 from emotionnet import cli, export, models
 
@@ -49,3 +53,37 @@ def test_inference_keras_copy_drops_the_optimiser_state(tmp_path):
     slim = export.export(full, "keras", tmp_path / "slim.keras")
     assert slim.stat().st_size < 0.6 * full.stat().st_size
     np.testing.assert_array_equal(export.run_exported(slim, "keras", images), np.asarray(model(images, training=False)))
+
+
+def test_default_export_path_replaces_the_keras_suffix():
+    assert export.default_output("models/compact.keras", "onnx") == Path("models/compact.onnx")
+    assert export.default_output("models/compact.keras", "savedmodel") == Path("models/compact_savedmodel")
+    assert export.default_output("models/compact.keras", "keras") == Path("models/compact_inference.keras")
+
+
+def test_an_export_over_the_tolerance_is_removed(model_file, tmp_path, capsys):
+    out = tmp_path / "slim.keras"
+    assert cli.main(["export", str(model_file), "--format", "keras", "--out", str(out), "--tolerance", "-1"]) == 1
+    assert f"{out} removed" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def three_split_csv(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    usage = ["Training"] * 5 + ["PublicTest"] * 3 + ["PrivateTest"] * 2
+    path = tmp_path_factory.mktemp("csv") / "three.csv"
+    path.write_text(csv_text(rng.integers(0, 256, (10, 48, 48)), rng.integers(0, 7, 10), usage))
+    return path
+
+
+@pytest.mark.parametrize(("usage", "count"), [("Training", 5), ("PublicTest", 3), ("PrivateTest", 2)])
+def test_evaluate_usage_selects_exactly_that_usages_rows(model_file, three_split_csv, usage, count, capsys):
+    assert cli.main(["evaluate", str(model_file), str(three_split_csv), "--usage", usage, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == count
+
+
+def test_evaluate_accepts_the_largest_crop_shift_8(model_file, three_split_csv, capsys):
+    assert cli.main(["evaluate", str(model_file), str(three_split_csv), "--json", "--tta-crop-shift", "8"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["n"] == 10 and "tta_crops" in metrics

@@ -42,3 +42,14 @@ def test_class_weights_and_label_noise():
     _, noisy, _ = synthetic.generate(2000, seed=2, class_weights=weights, label_noise=0.3)
     changed = np.isin(noisy, [1, 2, 3, 4, 5]).mean()
     assert 0.18 < changed < 0.3  # 30% replaced, 5/6 of them by a class that was absent
+
+
+def test_full_label_noise_changes_every_label():
+    _, clean, _ = synthetic.generate(300, seed=4)
+    _, noisy, _ = synthetic.generate(300, seed=4, label_noise=1.0)
+    assert (noisy != clean).all()
+
+
+def test_split_fractions_are_relative_weights():
+    _, _, usage = synthetic.generate(100, seed=0, split_fractions={"train": 8, "val": 1, "test": 1})
+    assert {name: int((usage == name).sum()) for name in data.USAGE_TO_SPLIT} == {"Training": 80, "PublicTest": 10, "PrivateTest": 10}
