@@ -198,3 +198,51 @@ def test_resnet_takes_blocks_per_stage_as_one_number_or_one_per_stage():
     assert blocks(models.build("resnet", widths=[8, 16], blocks_per_stage=[1, 3])) == ["stage0_block0", "stage1_block0", "stage1_block1", "stage1_block2"]
     with pytest.raises(ValueError, match="one such number per stage"):
         models.build("resnet", widths=[8, 16], blocks_per_stage=[1, 2, 3])
+
+
+def _convs(model):
+    return [layer for layer in model.layers if type(layer) is keras.layers.Conv2D]
+
+
+def test_vgg_builds_convs_per_stage_convolutions_in_every_stage():
+    assert len(_convs(models.build("vgg_bn", widths=[8, 16], convs_per_stage=3))) == 6
+    assert len(_convs(models.build("vgg_bn"))) == 8  # default: 4 stages x 2
+
+
+def test_vgg_average_head_applies_the_configured_dropout_before_the_classifier():
+    model = models.build("vgg_bn", widths=[8, 16], convs_per_stage=1, dropout=0.4)
+    assert isinstance(model.layers[-2], keras.layers.Dropout) and model.layers[-2].rate == 0.4
+
+
+def test_resnet_keeps_full_resolution_in_stage0_and_halves_it_per_later_stage():
+    model = models.build("resnet", widths=[8, 16, 32], blocks_per_stage=1)
+    sides = [model.get_layer(f"stage{stage}_block0_out").output.shape[1:3] for stage in range(3)]
+    assert sides == [(48, 48), (24, 24), (12, 12)]
+
+
+def test_resnet_blocks_add_their_shortcut():
+    model = models.build("resnet", widths=[8, 16], blocks_per_stage=2)
+    # identity shortcut: the second block of stage 0 adds the first block's output
+    add = model.get_layer("stage0_block1_add")
+    assert any(tensor is model.get_layer("stage0_block0_out").output for tensor in add.input)
+    # projection shortcut: the first block of stage 1 adds the 1x1 projection
+    add = model.get_layer("stage1_block0_add")
+    assert any(tensor is model.get_layer("stage1_block0_project_bn").output for tensor in add.input)
+
+
+def test_mini_xception_has_two_stem_convolutions():
+    model = models.build("mini_xception")
+    assert [layer.name for layer in _convs(model)][:2] == ["stem0_conv", "stem1_conv"]
+    assert model.get_layer("stem1_conv").input is model.get_layer("stem0_relu").output
+
+
+def test_multiply_adds_counts_separable_convs_as_depthwise_plus_pointwise():
+    inputs = keras.Input((10, 10, 4))
+    outputs = keras.layers.SeparableConv2D(6, 3, padding="same")(inputs)
+    model = keras.Model(inputs, outputs)
+    assert models.multiply_adds(model) == 10 * 10 * 4 * 9 + 10 * 10 * 4 * 6
+
+
+def test_a_folder_given_as_model_file_is_named_as_a_folder(tmp_path):
+    with pytest.raises(ValueError, match="a folder, not a model file"):
+        models.require_model_file(tmp_path)

@@ -304,3 +304,81 @@ def test_without_detection_the_box_is_the_whole_image(tmp_path):
     Image.new("L", (60, 40), 100).save(path)
     result = predict.predict_image(path, _uniform_model, None, detect=False)
     assert result.faces[0].box == (0, 0, 60, 40)  # x, y, width, height
+
+
+def test_an_image_of_exactly_the_pixel_limit_is_accepted(tmp_path):
+    path = tmp_path / "edge.png"
+    Image.new("L", (100, 50), 7).save(path)
+    assert predict.load_grayscale(path, max_pixels=5000).shape == (50, 100)
+    with pytest.raises(predict.ImageError, match="too large"):
+        predict.load_grayscale(path, max_pixels=4999)
+
+
+def test_32_bit_integer_images_with_16_bit_values_are_scaled_not_clipped(tmp_path):
+    gradient = (np.arange(40 * 60).reshape(40, 60) % 251).astype(np.uint8)
+    path = tmp_path / "deep.tif"
+    Image.fromarray(gradient.astype(np.int32) * 257).save(path)
+    assert Image.open(path).mode == "I"
+    np.testing.assert_array_equal(predict.load_grayscale(path), gradient)
+
+
+def test_transparent_palette_pixels_become_white(tmp_path):
+    image = Image.new("P", (10, 10), 0)
+    image.putpalette([0, 0, 0, 40, 40, 40] + [0] * 762)
+    image.paste(1, (0, 0, 10, 5))  # top half: opaque dark gray; bottom half: transparent black
+    path = tmp_path / "transparent.png"
+    image.save(path, transparency=0)
+    gray = predict.load_grayscale(path)
+    assert (gray[:5] == 40).all() and (gray[5:] == 255).all()
+
+
+def test_resizing_to_48x48_smooths_rather_than_picks_pixels():
+    checker = (np.indices((96, 96)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    face = predict.whole_image_face(checker)
+    assert face.shape == (48, 48) and np.abs(face.astype(int) - 128).max() < 40
+
+
+def test_without_detection_the_whole_image_is_classified_without_margin(tmp_path):
+    gray = np.add.outer(np.arange(40) * 2, np.arange(60) * 3).astype(np.uint8)
+    path = tmp_path / "face.png"
+    Image.fromarray(gray).save(path)
+    seen = []
+
+    def model(batch, training=False):
+        seen.append(np.asarray(batch))
+        return np.full((len(batch), 7), 1 / 7, np.float32)
+
+    predict.predict_image(path, model, None, detect=False, tta=False)
+    np.testing.assert_array_equal(np.round(seen[0][0, :, :, 0] * 255).astype(np.uint8), predict.whole_image_face(gray))
+
+
+def test_gray_with_alpha_is_composited_on_white(tmp_path):
+    la = np.zeros((10, 10, 2), np.uint8)
+    la[:5, :, 1] = 255  # opaque black top half, transparent black bottom half
+    path = tmp_path / "alpha.png"
+    Image.fromarray(la, "LA").save(path)
+    assert Image.open(path).mode == "LA"
+    gray = predict.load_grayscale(path)
+    assert (gray[:5] == 0).all() and (gray[5:] == 255).all()
+
+
+def test_no_tta_flag_reaches_the_classifier(model_file, tmp_path, monkeypatch):
+    Image.fromarray(np.full((48, 48), 100, np.uint8)).save(tmp_path / "face.png")
+    calls = []
+
+    def classify(model, faces, tta=True):
+        calls.append(tta)
+        return np.full((len(faces), 7), 1 / 7, np.float32)
+
+    monkeypatch.setattr(predict, "classify_faces", classify)
+    code = cli.main(["predict", str(tmp_path / "face.png"), "--model", str(model_file), "--out", str(tmp_path / "out"), "--no-detect", "--no-tta", "--no-annotate"])
+    assert code == 0 and calls == [False]
+
+
+def test_a_failed_run_removes_only_the_folders_it_created(model_file, tmp_path):
+    Image.new("L", (200, 200), 128).save(tmp_path / "blank.png")   # no face in it
+    users_empty_folder = tmp_path / "empty"
+    users_empty_folder.mkdir()
+    code = cli.main(["predict", str(tmp_path / "blank.png"), "--model", str(model_file), "--out", str(users_empty_folder / "new" / "out")])
+    assert code == 1
+    assert users_empty_folder.is_dir() and not (users_empty_folder / "new").exists()
