@@ -1,6 +1,8 @@
 """The vectorised CSV parser against a straightforward per-row reference, and every bad input."""
 
+import bz2
 import gzip
+import lzma
 import io
 import sys
 import zipfile
@@ -339,3 +341,36 @@ def test_content_hashes_tell_an_image_from_its_upside_down_copy(rng):
     swapped = images.copy()
     swapped[:, :24], swapped[:, 24:] = images[:, 24:], images[:, :24]
     assert (data.content_hashes(images) != data.content_hashes(swapped)).all()
+
+
+def test_truncated_gzip_names_a_late_line_when_the_damage_is_late(small_dataset, tmp_path):
+    images, labels, usage = small_dataset
+    packed = gzip.compress(csv_text(images, labels, usage).encode())
+    path = tmp_path / "data.csv.gz"
+    path.write_bytes(packed[: len(packed) * 3 // 4])  # about 45 of the 60 rows still readable
+    with pytest.raises(data.CsvFormatError, match="corrupt or truncated gzip data") as failure:
+        data.parse_csv(path, chunk_bytes=4096)
+    assert 30 < failure.value.line <= 61
+
+
+@pytest.mark.parametrize(("compress", "advice"), [(bz2.compress, "bzip2-compressed: decompress it first"), (lzma.compress, "xz-compressed: decompress it first")])
+def test_bzip2_and_xz_files_named_csv_say_how_to_read_them(write_csv, compress, advice):
+    path = write_csv(compress(f"emotion,pixels,Usage\n3,{'7 ' * 2303}7,Training\n".encode()))
+    with pytest.raises(data.CsvFormatError, match=f"line 1: not a text CSV: the file is {advice}"):
+        data.parse_csv(path)
+
+
+def test_zero_width_spaces_around_column_names_are_ignored(write_csv):
+    path = write_csv(f"emotion\u200b,\u200bpixels,Usage\n3,{'7 ' * 2303}7,Training\n")
+    parsed = data.parse_csv(path)
+    assert parsed.labels.tolist() == [3] and parsed.images[0, 0, 0] == 7
+
+
+def test_atomic_outputs_failure_removes_partial_files_and_writes_no_final(tmp_path):
+    final = {"a": tmp_path / "a.npy", "b": tmp_path / "b.json"}
+    with pytest.raises(RuntimeError):
+        with data.atomic_outputs(final) as partial:
+            partial["a"].write_bytes(b"x")
+            partial["b"].write_text("{}")
+            raise RuntimeError("late failure")
+    assert list(tmp_path.iterdir()) == []

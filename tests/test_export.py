@@ -87,3 +87,40 @@ def test_evaluate_accepts_the_largest_crop_shift_8(model_file, three_split_csv, 
     assert cli.main(["evaluate", str(model_file), str(three_split_csv), "--json", "--tta-crop-shift", "8"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["n"] == 10 and "tta_crops" in metrics
+
+
+def test_sample_inputs_are_reproducible_per_seed_and_span_zero_to_one():
+    first, again, other = export.sample_inputs(16, seed=0), export.sample_inputs(16, seed=0), export.sample_inputs(16, seed=1)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert first.shape == (16, 48, 48, 1) and first.dtype == np.float32
+    assert first.min() == 0.0 and first.max() == 1.0
+    np.testing.assert_array_equal(np.round(first * 255) / 255, first)  # whole grey levels over 255
+
+
+def test_remove_deletes_a_savedmodel_folder_and_a_file(tmp_path):
+    folder = tmp_path / "m_savedmodel"
+    (folder / "variables").mkdir(parents=True)
+    (folder / "variables" / "variables.index").write_bytes(b"x")
+    single = tmp_path / "m.onnx"
+    single.write_bytes(b"x")
+    export.remove(folder)
+    export.remove(single)
+    export.remove(tmp_path / "never_written.tflite")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_savedmodel_export_replaces_an_old_folder_entirely(model_file, tmp_path):
+    out = tmp_path / "m_savedmodel"
+    out.mkdir()
+    (out / "stale_from_an_older_export.txt").write_text("old")
+    assert export.export(model_file, "savedmodel", out) == out
+    assert not (out / "stale_from_an_older_export.txt").exists()
+    inputs = export.sample_inputs(2)
+    np.testing.assert_allclose(export.run_exported(out, "savedmodel", inputs), np.asarray(models.load(model_file)(inputs, training=False)), atol=1e-4)
+
+
+def test_an_exact_export_passes_a_zero_tolerance(model_file, tmp_path, capsys):
+    out = tmp_path / "slim.keras"
+    assert cli.main(["export", str(model_file), "--format", "keras", "--out", str(out), "--tolerance", "0"]) == 0
+    assert out.exists()

@@ -135,3 +135,37 @@ def test_blank_and_duplicate_bookkeeping(small_dataset, write_csv, tmp_path):
     assert summary["splits"]["train"]["duplicates_within"] == 2
     assert table["duplicate_in_split"].tolist()[2:5] == [False, True, True]
     assert summary["hashes_with_conflicting_labels"] == 1
+
+
+def test_split_arrays_copied_in_several_row_blocks_hold_every_row(small_dataset, write_csv, tmp_path, monkeypatch):
+    images, labels, usage = small_dataset
+    monkeypatch.setattr(prepare, "ROW_BLOCK", 7)  # 60 rows -> several blocks per split
+    outputs = _outputs(tmp_path)
+    prepare.prepare(write_csv(csv_text(images, labels, usage)), outputs, **{**SETTINGS, "drop_blank": False})
+    for usage_name, split in data.USAGE_TO_SPLIT.items():
+        split_images, split_labels = prepare.load_arrays(outputs[f"{split}_images"], outputs[f"{split}_labels"])
+        np.testing.assert_array_equal(split_images, images[usage == usage_name])
+        np.testing.assert_array_equal(split_labels, labels[usage == usage_name])
+
+
+def test_cross_split_duplicates_are_counted_for_every_pair_and_only_train_copies_dropped(small_dataset, write_csv, tmp_path):
+    images, labels, usage = small_dataset
+    usage[[0, 1, 2, 3]] = ["Training", "PrivateTest", "PublicTest", "PrivateTest"]
+    images[1] = images[0]  # train-test
+    images[3] = images[2]  # val-test
+    outputs = _outputs(tmp_path)
+    summary = prepare.prepare(write_csv(csv_text(images, labels, usage)), outputs, **SETTINGS)
+    assert summary["cross_split_duplicates"] == {"train-val": 0, "train-test": 1, "val-test": 1}
+    table = pd.read_parquet(outputs["table"])
+    assert table["used"].tolist()[:4] == [False, True, True, True]  # the test and val copies stay
+
+
+def test_a_failure_after_the_arrays_are_written_leaves_no_output(small_dataset, write_csv, tmp_path, monkeypatch):
+    images, labels, usage = small_dataset
+    def broken_audit(*args, **kwargs):
+        raise RuntimeError("audit failed")
+    monkeypatch.setattr(prepare, "audit", broken_audit)
+    folder = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="audit failed"):
+        prepare.prepare(write_csv(csv_text(images, labels, usage)), _outputs(folder), **SETTINGS)
+    assert list(folder.iterdir()) == []

@@ -1,4 +1,5 @@
-"""The report's table of all models: sizes, timing and the with/without-TTA columns."""
+"""The report's table of all models (sizes, timing, the with/without-TTA columns) and each model's
+summary (kept epoch, timing, a missing test split explained, per-class rows)."""
 
 import pandas as pd
 import pytest
@@ -32,3 +33,27 @@ def test_tta_columns_hold_mirror_and_ten_view_figures(table):
     ensemble = table.loc["both"]
     assert ensemble["kind"] == "ensemble" and ensemble["val_accuracy_tta10"] == 0.62
     assert pd.isna(ensemble["test_accuracy"]) and pd.isna(ensemble["params"])
+
+
+def _summary_metrics(split, accuracy):
+    return {"split": split, "n": 10, "accuracy": accuracy, "macro_f1": accuracy - 0.1, "top2_accuracy": accuracy + 0.1, "log_loss": 1.2,
+            "per_class": {"Angry": {"precision": 0.5, "recall": 0.25, "f1": 0.333, "support": 4}}}
+
+
+def _summary(test_metrics):
+    history = pd.DataFrame({"epoch": [1, 2, 3], "val_accuracy": [0.4, 0.6, 0.5], "epoch_seconds": [10.0, 30.0, 20.0], "elapsed_seconds": [10.0, 40.0, 60.0]})
+    info = {"architecture": "mini_xception", "params": 12345, "macs": 6789000}
+    return report.model_summary("compact", info, history, _summary_metrics("val", 0.6), test_metrics)
+
+
+def test_summary_names_the_best_validation_epoch_not_the_worst_or_last():
+    text = _summary(_summary_metrics("test", 0.55))
+    assert "weights kept from epoch 2 (best validation accuracy 0.6000)" in text
+    assert "trained 3 epochs in 1.0 min (20.0 s per epoch, median)" in text
+    assert "12,345 parameters, 6,789,000 multiply-adds" in text
+
+
+def test_summary_says_why_the_test_split_is_missing():
+    text = _summary({"split": "test", "available": False, "note": "the CSV has no PrivateTest rows"})
+    assert "- **test**: not available: the CSV has no PrivateTest rows" in text
+    assert "| Angry | 0.500 | 0.250 | 0.333 | 4 |" in text
