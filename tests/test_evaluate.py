@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -30,8 +31,6 @@ def test_metrics_by_hand():
 
 def test_ensemble_of_two_models_on_synthetic_data():
     from emotionnet import synthetic
-
-    import keras
 
     keras.utils.set_random_seed(0)
     images, labels, _ = synthetic.generate(80, seed=5)
@@ -101,8 +100,6 @@ def test_the_four_shifted_crops_are_the_four_diagonal_shifts(rng):
 
 
 def test_ten_view_metrics_use_the_configured_shift(rng):
-    import keras
-
     keras.utils.set_random_seed(0)
     model = models.build("vgg_bn", widths=(8, 16))
     images = rng.integers(0, 256, (20, 48, 48), dtype=np.uint8)

@@ -1,11 +1,10 @@
-"""`emotionnet export`: every format round-trips within tolerance of the Keras model, and a failed export leaves nothing; `emotionnet evaluate`'s --usage and --tta-crop-shift."""
+"""`emotionnet export`: every format round-trips within tolerance of the Keras model, and a failed
+export leaves nothing."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import csv_text
 
 from emotionnet import cli, export, models
 
@@ -66,27 +65,6 @@ def test_an_export_over_the_tolerance_is_removed(model_file, tmp_path, capsys):
     assert cli.main(["export", str(model_file), "--format", "keras", "--out", str(out), "--tolerance", "-1"]) == 1
     assert f"{out} removed" in capsys.readouterr().err
     assert not out.exists()
-
-
-@pytest.fixture(scope="module")
-def three_split_csv(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    usage = ["Training"] * 5 + ["PublicTest"] * 3 + ["PrivateTest"] * 2
-    path = tmp_path_factory.mktemp("csv") / "three.csv"
-    path.write_text(csv_text(rng.integers(0, 256, (10, 48, 48)), rng.integers(0, 7, 10), usage))
-    return path
-
-
-@pytest.mark.parametrize(("usage", "count"), [("Training", 5), ("PublicTest", 3), ("PrivateTest", 2)])
-def test_evaluate_usage_selects_exactly_that_usages_rows(model_file, three_split_csv, usage, count, capsys):
-    assert cli.main(["evaluate", str(model_file), str(three_split_csv), "--usage", usage, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["n"] == count
-
-
-def test_evaluate_accepts_the_largest_crop_shift_8(model_file, three_split_csv, capsys):
-    assert cli.main(["evaluate", str(model_file), str(three_split_csv), "--json", "--tta-crop-shift", "8"]) == 0
-    metrics = json.loads(capsys.readouterr().out)
-    assert metrics["n"] == 10 and "tta_crops" in metrics
 
 
 def test_sample_inputs_are_reproducible_per_seed_and_span_zero_to_one():

@@ -1,4 +1,4 @@
-"""`emotionnet predict` on real and broken images, and the image loader behind it."""
+"""`emotionnet predict` on real and broken images, the image loader behind it, and `emotionnet evaluate`'s arguments."""
 
 import json
 import struct
@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
+from conftest import csv_text
 
 from emotionnet import cli, models, predict
 
@@ -177,6 +178,27 @@ def test_evaluate_refuses_a_crop_shift_outside_0_to_8(shift, tmp_path, capsys):
     assert stop.value.code == 2 and f"--tta-crop-shift: {shift!r} is not a whole number of pixels from 0 to 8" in capsys.readouterr().err
 
 
+@pytest.fixture(scope="module")
+def three_split_csv(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    usage = ["Training"] * 5 + ["PublicTest"] * 3 + ["PrivateTest"] * 2
+    path = tmp_path_factory.mktemp("csv") / "three.csv"
+    path.write_text(csv_text(rng.integers(0, 256, (10, 48, 48)), rng.integers(0, 7, 10), usage))
+    return path
+
+
+@pytest.mark.parametrize(("usage", "count"), [("Training", 5), ("PublicTest", 3), ("PrivateTest", 2)])
+def test_evaluate_usage_selects_exactly_that_usages_rows(model_file, three_split_csv, usage, count, capsys):
+    assert cli.main(["evaluate", str(model_file), str(three_split_csv), "--usage", usage, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == count
+
+
+def test_evaluate_accepts_the_largest_crop_shift_8(model_file, three_split_csv, capsys):
+    assert cli.main(["evaluate", str(model_file), str(three_split_csv), "--json", "--tta-crop-shift", "8"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["n"] == 10 and "tta_crops" in metrics
+
+
 def test_images_above_the_pixel_limit_are_refused_before_decoding(tmp_path, monkeypatch):
     path = tmp_path / "big.png"
     Image.new("L", (300, 200)).save(path)
@@ -299,13 +321,6 @@ def test_records_number_faces_from_zero():
     assert [(row["face"], row["emotion"]) for row in rows] == [(0, "Happy"), (1, "Angry")]
 
 
-def test_without_detection_the_box_is_the_whole_image(tmp_path):
-    path = tmp_path / "wide.png"
-    Image.new("L", (60, 40), 100).save(path)
-    result = predict.predict_image(path, _uniform_model, None, detect=False)
-    assert result.faces[0].box == (0, 0, 60, 40)  # x, y, width, height
-
-
 def test_an_image_of_exactly_the_pixel_limit_is_accepted(tmp_path):
     path = tmp_path / "edge.png"
     Image.new("L", (100, 50), 7).save(path)
@@ -338,7 +353,7 @@ def test_resizing_to_48x48_smooths_rather_than_picks_pixels():
     assert face.shape == (48, 48) and np.abs(face.astype(int) - 128).max() < 40
 
 
-def test_without_detection_the_whole_image_is_classified_without_margin(tmp_path):
+def test_without_detection_the_whole_image_is_the_face_without_margin(tmp_path):
     gray = np.add.outer(np.arange(40) * 2, np.arange(60) * 3).astype(np.uint8)
     path = tmp_path / "face.png"
     Image.fromarray(gray).save(path)
@@ -346,9 +361,10 @@ def test_without_detection_the_whole_image_is_classified_without_margin(tmp_path
 
     def model(batch, training=False):
         seen.append(np.asarray(batch))
-        return np.full((len(batch), 7), 1 / 7, np.float32)
+        return _uniform_model(batch)
 
-    predict.predict_image(path, model, None, detect=False, tta=False)
+    result = predict.predict_image(path, model, None, detect=False, tta=False)
+    assert result.faces[0].box == (0, 0, 60, 40)  # x, y, width, height
     np.testing.assert_array_equal(np.round(seen[0][0, :, :, 0] * 255).astype(np.uint8), predict.whole_image_face(gray))
 
 
@@ -368,7 +384,7 @@ def test_no_tta_flag_reaches_the_classifier(model_file, tmp_path, monkeypatch):
 
     def classify(model, faces, tta=True):
         calls.append(tta)
-        return np.full((len(faces), 7), 1 / 7, np.float32)
+        return _uniform_model(faces)
 
     monkeypatch.setattr(predict, "classify_faces", classify)
     code = cli.main(["predict", str(tmp_path / "face.png"), "--model", str(model_file), "--out", str(tmp_path / "out"), "--no-detect", "--no-tta", "--no-annotate"])

@@ -241,6 +241,11 @@ def test_killed_parse_train_and_report_jobs_recover_to_the_same_outputs(referenc
     assert snakemake(folder, "-n", "--configfile", config).output.count("Nothing to be done") == 1
 
 
+def _assert_same_weights(first, second):
+    for one, other in zip(first.get_weights(), second.get_weights(), strict=True):
+        np.testing.assert_array_equal(one, other)
+
+
 CROP_RUN = {"architecture": "vgg_bn", "hyperparameters": {"widths": [8, 16], "convs_per_stage": 1}, "crop": 40, "augment": {"flip": True}}
 
 
@@ -276,15 +281,15 @@ def test_a_resumed_training_gives_the_weights_of_an_uninterrupted_one(tmp_path, 
     monkeypatch.setattr(train, "_fit_epoch", fit_epoch)
     resumed, history = run(tmp_path / "resumed")
     assert [row["epoch"] for row in history] == [1, 2, 3]
-    for whole, again in zip(uninterrupted.get_weights(), resumed.get_weights(), strict=True):
-        np.testing.assert_array_equal(whole, again)
+    _assert_same_weights(uninterrupted, resumed)
     import keras
 
-    last_whole, last_resumed = (keras.saving.load_model(tmp_path / name / "last.keras") for name in ("whole", "resumed"))
-    for whole, again in zip(last_whole.get_weights(), last_resumed.get_weights(), strict=True):
-        np.testing.assert_array_equal(whole, again)
-    untimed = ("epoch_seconds", "elapsed_seconds")
-    assert [{k: v for k, v in row.items() if k not in untimed} for row in history] == [{k: v for k, v in row.items() if k not in untimed} for row in whole_history]
+    _assert_same_weights(*(keras.saving.load_model(tmp_path / name / "last.keras") for name in ("whole", "resumed")))
+
+    def untimed(rows):
+        return [{key: value for key, value in row.items() if key not in ("epoch_seconds", "elapsed_seconds")} for row in rows]
+
+    assert untimed(history) == untimed(whole_history)
     if "weight_average_decay" in extra_settings:  # the kept weights may predate the interruption; the average may not
         with np.load(tmp_path / "whole" / "average.npz") as whole, np.load(tmp_path / "resumed" / "average.npz") as again:
             assert sorted(whole) == sorted(again) and int(whole["step"]) == 12
@@ -305,8 +310,7 @@ def test_several_steps_per_call_give_the_weights_of_one_step_per_call(tmp_path, 
     several, _ = train.train(images, labels, images[:64], labels[:64], settings=settings, seed=1, checkpoint_dir=tmp_path / "several")
     monkeypatch.setattr(train, "STEPS_PER_CALL", 1)
     one, _ = train.train(images, labels, images[:64], labels[:64], settings=settings, seed=1, checkpoint_dir=tmp_path / "one")
-    for with_several, with_one in zip(several.get_weights(), one.get_weights(), strict=True):
-        np.testing.assert_array_equal(with_several, with_one)
+    _assert_same_weights(several, one)
 
 
 def test_another_seed_gives_other_weights(tmp_path):
