@@ -8,7 +8,12 @@ from emotionnet import report
 
 
 def _metrics(split, accuracy):
-    return {"split": split, "n": 10, "accuracy": accuracy, "macro_f1": accuracy - 0.1, "tta": {"accuracy": accuracy + 0.01, "macro_f1": accuracy - 0.09}, "tta_crops": {"accuracy": accuracy + 0.02, "macro_f1": accuracy - 0.08}}
+    """Metrics as evaluate writes them, with TTA figures 0.01 and 0.02 above the plain ones."""
+    return {
+        "split": split, "n": 10, "accuracy": accuracy, "macro_f1": accuracy - 0.1, "top2_accuracy": accuracy + 0.1, "log_loss": 1.2,
+        "per_class": {"Angry": {"precision": 0.5, "recall": 0.25, "f1": 0.333, "support": 4}},
+        "tta": {"accuracy": accuracy + 0.01, "macro_f1": accuracy - 0.09}, "tta_crops": {"accuracy": accuracy + 0.02, "macro_f1": accuracy - 0.08},
+    }
 
 
 @pytest.fixture
@@ -35,19 +40,14 @@ def test_tta_columns_hold_mirror_and_ten_view_figures(table):
     assert pd.isna(ensemble["test_accuracy"]) and pd.isna(ensemble["params"])
 
 
-def _summary_metrics(split, accuracy):
-    return {"split": split, "n": 10, "accuracy": accuracy, "macro_f1": accuracy - 0.1, "top2_accuracy": accuracy + 0.1, "log_loss": 1.2,
-            "per_class": {"Angry": {"precision": 0.5, "recall": 0.25, "f1": 0.333, "support": 4}}}
-
-
 def _summary(test_metrics):
     history = pd.DataFrame({"epoch": [1, 2, 3], "val_accuracy": [0.4, 0.6, 0.5], "epoch_seconds": [10.0, 30.0, 20.0], "elapsed_seconds": [10.0, 40.0, 60.0]})
     info = {"architecture": "mini_xception", "params": 12345, "macs": 6789000}
-    return report.model_summary("compact", info, history, _summary_metrics("val", 0.6), test_metrics)
+    return report.model_summary("compact", info, history, _metrics("val", 0.6), test_metrics)
 
 
 def test_summary_names_the_best_validation_epoch_not_the_worst_or_last():
-    text = _summary(_summary_metrics("test", 0.55))
+    text = _summary(_metrics("test", 0.55))
     assert "weights kept from epoch 2 (best validation accuracy 0.6000)" in text
     assert "trained 3 epochs in 1.0 min (20.0 s per epoch, median)" in text
     assert "12,345 parameters, 6,789,000 multiply-adds" in text
