@@ -11,20 +11,16 @@ from emotionnet import data, plots
 
 @pytest.fixture
 def drawn(monkeypatch):
-    """The figures the plot functions save, kept open for inspection."""
+    """The figures the plot functions save (a closed figure keeps its artists for inspection)."""
     figures = []
     save = plots._save
 
     def keep(figure, path, dpi):
-        figure.canvas.draw()
         figures.append(figure)
-        figure.tight_layout()
-        figure.savefig(path, dpi=dpi)
+        save(figure, path, dpi)
 
     monkeypatch.setattr(plots, "_save", keep)
-    yield figures
-    monkeypatch.setattr(plots, "_save", save)
-    plots.plt.close("all")
+    return figures
 
 
 def _metrics(rng):
