@@ -39,6 +39,13 @@ def test_export_fails_above_the_tolerance(model_file, tmp_path, capsys):
     assert code == 1 and "above the tolerance" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("tolerance", "shown"), [([], "0.0001"), (["--tolerance", "0.00015"], "0.00015")], ids=["default_1e-4", "given"])
+def test_an_export_over_the_tolerance_is_removed_naming_the_tolerance(model_file, tmp_path, monkeypatch, capsys, tolerance, shown):
+    monkeypatch.setattr(export, "verify", lambda *arguments: 2e-4)   # just over both tolerances
+    out = tmp_path / "slim.keras"
+    assert cli.main(["export", str(model_file), "--format", "keras", "--out", str(out), *tolerance]) == 1
+    assert f"difference 2.00e-04 is above the tolerance {shown}; " in capsys.readouterr().err and not out.exists()
+
 
 def test_inference_keras_copy_drops_the_optimiser_state(tmp_path):
     from emotionnet import train

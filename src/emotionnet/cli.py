@@ -187,7 +187,7 @@ def run_export(args) -> int:
     print(f"exported {out}; max abs difference against Keras on sample inputs: {difference:.2e}")
     if difference > args.tolerance:
         export.remove(out)
-        print(f"error: difference {difference:.2e} is above the tolerance {args.tolerance:.0e}; {out} removed", file=sys.stderr)
+        print(f"error: difference {difference:.2e} is above the tolerance {args.tolerance:g}; {out} removed", file=sys.stderr)
         return 1
     return 0
 

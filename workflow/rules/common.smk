@@ -153,7 +153,8 @@ def csv_source(wildcards):
     if not path.exists() and Path(f"{path}.gz").exists():
         return f"{path}.gz"
     if not path.exists():
-        raise FileNotFoundError(f"datasets.{wildcards.dataset}.csv: {path} does not exist (nor {path}.gz); see data/README.md")
+        alternative = "" if path.suffix == ".gz" else f" (nor {path}.gz)"
+        raise FileNotFoundError(f"datasets.{wildcards.dataset}.csv: {path} does not exist{alternative}; see data/README.md")
     return str(path)
 
 
