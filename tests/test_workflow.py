@@ -1,5 +1,6 @@
 """The whole DAG on a small synthetic dataset, in a scratch copy of the project."""
 
+import gzip
 import json
 
 import numpy as np
@@ -93,6 +94,16 @@ def test_model_change_retrains_only_that_model(project):
     assert "output: results/synthetic/models/compact/model.keras" in result.output
 
 
+def test_a_models_own_seed_and_the_global_seed_retrain_the_models_that_use_them(project):
+    folder, config = project
+    synthetic = CONFIG["datasets"]["synthetic"]
+    own_seed = dict(CONFIG, datasets={"synthetic": {**synthetic, "overrides": {**synthetic["overrides"], "seed": {"epochs": 6, "seed": 7}}}})
+    result = snakemake(folder, "-n", "--configfile", write_config(folder, own_seed, name="own_seed.yaml"))
+    assert planned_rules(result.output).get("train") == 1 and "output: results/synthetic/models/seed/model.keras" in result.output
+    global_seed = write_config(folder, {"seed": 43}, name="global_seed.yaml")   # the models without a seed of their own
+    assert planned_rules(snakemake(folder, "-n", "--configfile", config, global_seed).output).get("train") == 2
+
+
 def test_one_artifact_regenerates_alone(project):
     folder, config = project
     results = folder / "results" / "synthetic"
@@ -110,21 +121,28 @@ def test_html_report_builds(project):
     assert (folder / "report.html").stat().st_size > 50_000
 
 
+def start_up_output(tmp_path, config: dict) -> str:
+    """The output of a dry run of a fresh copy of the workflow with ``config``, which must fail."""
+    folder = copy_workflow(tmp_path / "project")
+    result = snakemake(folder, "-n", "--configfile", write_config(folder, config), check=False)
+    assert result.returncode != 0
+    return result.output
+
+
 @pytest.mark.parametrize(
     ("bad_config", "message"),
     [
         ({"models": {"seed": {"architecture": "seed", "epoch": 3}}}, "config key 'models.seed': Additional properties are not allowed ('epoch' was unexpected)"),
         ({"datasets": {"synthetic": {"overrides": {"seed": {"epoch": 3}}}}}, "config key 'datasets.synthetic.overrides.seed': Additional properties are not allowed ('epoch' was unexpected)"),
         ({"determinstic": True}, "config (top level): Additional properties are not allowed ('determinstic' was unexpected)"),
+        ({"models": {"seed": {"architecture": "seed", "epochs": 1000}}}, "config key 'models.seed.epochs': 1000 is greater than the maximum of 999"),
     ],
-    ids=["model_block", "dataset_override", "top_level"],
+    ids=["model_block", "dataset_override", "top_level", "epochs_from_1000_would_repeat_augmentation_seeds"],
 )
 def test_bad_config_key_fails_at_start_up(tmp_path, bad_config, message):
-    folder = copy_workflow(tmp_path / "project")
-    bad = write_config(folder, bad_config)
-    result = snakemake(folder, "-n", "--configfile", bad, check=False)
-    assert result.returncode != 0 and message in result.output
-    assert "Failed validating" not in result.output   # one line, not the schema and config dumped
+    output = start_up_output(tmp_path, bad_config)
+    assert message in output
+    assert "Failed validating" not in output   # one line, not the schema and config dumped
 
 
 @pytest.mark.parametrize(
@@ -155,10 +173,8 @@ def test_a_yaml_mistake_in_the_config_file_is_reported_with_its_line(tmp_path):
 
 
 def test_csv_dataset_without_a_csv_path_fails_at_start_up(tmp_path):
-    folder = copy_workflow(tmp_path / "project")
-    bad = write_config(folder, {"dataset": "mine", "datasets": {"mine": {"source": "csv", "models": ["seed"]}}})
-    result = snakemake(folder, "-n", "--configfile", bad, check=False)
-    assert result.returncode != 0 and "'csv' is a required property" in result.output
+    output = start_up_output(tmp_path, {"dataset": "mine", "datasets": {"mine": {"source": "csv", "models": ["seed"]}}})
+    assert "'csv' is a required property" in output
 
 
 @pytest.mark.parametrize(
@@ -168,14 +184,16 @@ def test_csv_dataset_without_a_csv_path_fails_at_start_up(tmp_path):
         ({"models": {"vgg": {"hyperparameters": {"convs_per_stage": 2.0}}}}, "config key 'models.vgg.hyperparameters.convs_per_stage' (dataset synthetic, architecture vgg_bn): 2.0 is not of type 'integer'"),  # vgg: in no synthetic list
         ({"datasets": {"synthetic": {"overrides": {"seed": {"hyperparameters": {"dropout": 0.5}}}}}}, "config key 'models.seed.hyperparameters' with datasets.synthetic.overrides.seed merged in (dataset synthetic, architecture seed): Additional properties are not allowed ('dropout' was unexpected)"),
         ({"models": {"resnet_bf16": {"hyperparameters": {"blocks_per_stage": [1, 2]}}}}, "config key 'models.resnet_bf16.hyperparameters.blocks_per_stage' (dataset synthetic, architecture resnet): 2 numbers for 4 stages (widths [32, 64, 128, 256]); give one number per stage"),
+        (
+            {"models": {"deep": {"architecture": "resnet", "hyperparameters": {"widths": [8, 16]}}}, "datasets": {"synthetic": {"overrides": {"deep": {"hyperparameters": {"blocks_per_stage": [1, 1, 1]}}}}}},
+            "config key 'models.deep.hyperparameters.blocks_per_stage' with datasets.synthetic.overrides.deep merged in (dataset synthetic, architecture resnet): 3 numbers for 2 stages (widths [8, 16])",
+        ),
     ],
-    ids=["misspelt", "float_for_int_in_an_unlisted_model", "in_an_override", "blocks_per_stage_not_one_per_stage"],
+    ids=["misspelt", "float_for_int_in_an_unlisted_model", "in_an_override", "blocks_per_stage_not_one_per_stage", "override_merged_key_by_key"],
 )
 def test_bad_hyperparameter_fails_at_start_up_naming_the_key(tmp_path, bad_config, message):
-    folder = copy_workflow(tmp_path / "project")
-    bad = write_config(folder, bad_config)
-    result = snakemake(folder, "-n", "--configfile", bad, check=False)
-    assert result.returncode != 0 and message in result.output
+    output = start_up_output(tmp_path, bad_config)
+    assert message in output
 
 
 @pytest.mark.parametrize(
@@ -187,10 +205,47 @@ def test_bad_hyperparameter_fails_at_start_up_naming_the_key(tmp_path, bad_confi
     ids=["seed", "vgg_flatten_head"],
 )
 def test_crop_on_an_architecture_without_global_pooling_fails_at_start_up(tmp_path, bad_config, message):
+    output = start_up_output(tmp_path, bad_config)
+    assert message in output
+
+
+def test_overrides_merge_key_by_key_into_their_own_dataset_only(tmp_path):
+    """Each dataset's override is merged into the model block key by key (the model's other
+    hyperparameters stay), and never into the block another dataset sees: each override below is
+    valid alone, but not together with the other one."""
     folder = copy_workflow(tmp_path / "project")
-    bad = write_config(folder, bad_config)
-    result = snakemake(folder, "-n", "--configfile", bad, check=False)
-    assert result.returncode != 0 and message in result.output
+    deep = {"architecture": "resnet", "hyperparameters": {"widths": [8, 16], "blocks_per_stage": 1}}
+    other = {"source": "synthetic", "synthetic": {"n_images": 700, "seed": 5}, "models": ["deep"], "overrides": {"deep": {"hyperparameters": {"blocks_per_stage": [2, 2]}}}}
+    synthetic_override = {"deep": {"hyperparameters": {"widths": [8, 16, 32]}}}
+    config = write_config(folder, {"models": {"deep": deep}, "datasets": {"synthetic": {"overrides": synthetic_override}, "other": other}})
+    snakemake(folder, "-n", "--configfile", config)
+
+
+@pytest.mark.parametrize(
+    ("bad_config", "message"),
+    [
+        ({"datasets": {"synthetic": {"models": ["seed", "compcat"]}}}, "config key 'datasets.synthetic.models': unknown model 'compcat'; defined: seed, compact, fast"),
+        ({"datasets": {"synthetic": {"overrides": {"compcat": {"epochs": 3}}}}}, "config key 'datasets.synthetic.overrides.compcat': no such model"),
+        ({"datasets": {"synthetic": {"ensembles": {"pair": ["seed", "vgg"]}}}}, "config key 'datasets.synthetic.ensembles.pair': ['vgg'] not in datasets.synthetic.models"),  # vgg is defined, but not trained on this dataset
+    ],
+    ids=["unknown_model", "override_of_an_unknown_model", "ensemble_member_not_in_the_dataset"],
+)
+def test_a_model_name_that_does_not_resolve_fails_at_start_up(tmp_path, bad_config, message):
+    output = start_up_output(tmp_path, bad_config)
+    assert message in output
+
+
+def test_a_csv_dataset_falls_back_to_the_gzipped_csv(tmp_path):
+    folder = copy_workflow(tmp_path / "project")
+    config = write_config(folder, {"dataset": "mine", "datasets": {"mine": {"source": "csv", "csv": "mine.csv", "models": ["seed"]}}})
+    result = snakemake(folder, "results/mine/data/audit.json", "-n", "--configfile", config, check=False)
+    assert result.returncode != 0 and "datasets.mine.csv: mine.csv does not exist (nor mine.csv.gz); see data/README.md" in result.output
+    (folder / "mine.csv.gz").write_bytes(gzip.compress(f"emotion,pixels\n3,{'1 ' * 2303}1\n".encode()))
+    result = snakemake(folder, "results/mine/data/audit.json", "-n", "--configfile", config)
+    assert "input: mine.csv.gz" in result.output
+    named_gz = write_config(folder, {"dataset": "mine", "datasets": {"mine": {"source": "csv", "csv": "theirs.csv.gz", "models": ["seed"]}}}, name="named_gz.yaml")
+    result = snakemake(folder, "results/mine/data/audit.json", "-n", "--configfile", named_gz, check=False)
+    assert result.returncode != 0 and "datasets.mine.csv: theirs.csv.gz does not exist; see data/README.md" in result.output
 
 
 @pytest.mark.parametrize(
@@ -204,10 +259,8 @@ def test_crop_on_an_architecture_without_global_pooling_fails_at_start_up(tmp_pa
     ids=["unknown_teacher", "own_teacher", "teacher_without_weight", "weight_without_teacher"],
 )
 def test_bad_distillation_config_fails_at_start_up(tmp_path, bad_model, message):
-    folder = copy_workflow(tmp_path / "project")
-    bad = write_config(folder, {"models": {"student": {"architecture": "mini_xception", **bad_model}}})
-    result = snakemake(folder, "-n", "--configfile", bad, check=False)
-    assert result.returncode != 0 and message in result.output
+    output = start_up_output(tmp_path, {"models": {"student": {"architecture": "mini_xception", **bad_model}}})
+    assert message in output
 
 
 def test_a_distilled_model_trains_on_its_teachers_stored_probabilities(tmp_path):
