@@ -17,7 +17,7 @@ def mutated_csv(draw):
     labels = rng.integers(0, 7, rows)
     usage = rng.permutation(["Training", "PublicTest", *rng.choice(["Training", "PublicTest", "PrivateTest"], rows - 2)])
     content = bytearray(csv_text(images, labels, usage, newline=draw(st.sampled_from(["\n", "\r\n"]))).encode())
-    mutations = draw(st.lists(st.sampled_from(["truncate", "delete", "duplicate_field", "drop_field", "corrupt", "delimiter", "quote", "nan", "huge", "non_utf8", "negative", "extra_space"]), max_size=3))
+    mutations = draw(st.lists(st.sampled_from(["truncate", "delete", "duplicate_field", "drop_field", "corrupt", "delimiter", "quote", "nan", "huge", "non_utf8", "negative", "extra_space", "control", "quoted_field"]), max_size=3))
     for mutation in mutations:
         position = draw(st.integers(0, max(len(content) - 1, 0)))
         if mutation == "truncate":
@@ -38,6 +38,12 @@ def mutated_csv(draw):
             content[start:] = content[start:].replace(b",", draw(st.sampled_from([b";", b"\t", b"|"])), draw(st.integers(1, 3)))
         elif mutation == "quote":
             content[position:position] = b'"'
+        elif mutation == "quoted_field":  # an opening quote right after a comma, closed or not
+            comma = content.find(b",", position)
+            if comma >= 0:
+                content[comma + 1 : comma + 1] = b'"'
+        elif mutation == "control":  # a tab, a lone carriage return or a vertical tab among the pixels
+            content[position:position] = draw(st.sampled_from([b"\t", b"\r", b"\x0b"]))
         else:
             inserted = {"nan": b" NaN", "huge": b" 99999999999999999999999", "non_utf8": b"\xff\xfe\x80", "negative": b" -3", "extra_space": b"  "}[mutation]
             content[position:position] = inserted

@@ -120,22 +120,41 @@ def test_another_epoch_gives_another_order():
     assert sorted(first) == sorted(second) and first != second
 
 
-@pytest.mark.parametrize("settings", [ALL_ON, {"flip": True}, {"flip": False, "contrast": 0.3}])
-def test_augmented_batches_equal_augmenting_the_shuffled_batches(settings):
-    """The pipeline mirrors by gathering from a mirrored copy; that must equal augment_batch."""
+def _augmented_cropped_mixed(images, targets, batch_seed, settings, crop, mixup_alpha):
+    """What a training batch must be: augment the whole 48x48 images, cut the crops out of them,
+    then mix the crops and their targets."""
+    images = augment.augment_batch(images, batch_seed, settings)
+    if crop:
+        images = augment.random_crop(images, batch_seed, crop)
+    if mixup_alpha > 0:
+        images, targets = augment.mixup(images, targets, batch_seed, mixup_alpha)
+    return images, targets
+
+
+@pytest.mark.parametrize(
+    ("settings", "crop", "mixup_alpha"),
+    [(ALL_ON, None, 0.0), ({"flip": True}, None, 0.0), ({"flip": False, "contrast": 0.3}, None, 0.0), (ALL_ON, 40, 0.4)],
+    ids=["all_on", "flip", "contrast", "all_on_crop_mixup"],
+)
+def test_augmented_batches_equal_augmenting_the_shuffled_batches(settings, crop, mixup_alpha):
+    """The pipeline mirrors by gathering from a mirrored copy; that must equal augment_batch. With
+    crop and mixup, it augments, then crops, then mixes (images and targets)."""
     generator = np.random.default_rng(3)
     images = generator.integers(0, 256, (45, 48, 48), dtype=np.uint8)
     labels = generator.integers(0, 7, 45)
     plain = _batches_of_shuffled_images(images, labels, 16, seed=2, epoch=1)
-    batches = list(train.make_dataset(images, labels, 16, seed=2, epoch=1, augment=settings))
+    batches = list(train.make_dataset(images, labels, 16, seed=2, epoch=1, augment=settings, crop=crop, mixup_alpha=mixup_alpha))
     assert len(batches) == len(plain) == 3
-    for index, ((batch_images, _), (plain_images, _)) in enumerate(zip(batches, plain)):
+    for index, ((batch_images, batch_targets), (plain_images, plain_labels)) in enumerate(zip(batches, plain)):
         batch_seed = tf.constant([2 * 1_000 + 1, index], tf.int64)
         # in a tf.data map, like the pipeline: eager ops round a few pixels differently (7e-6)
-        inputs = tf.data.Dataset.from_tensors((plain_images[..., None], batch_seed))
-        expected = next(iter(inputs.map(lambda batch, batch_seed: augment.augment_batch(batch, batch_seed, settings))))
+        inputs = tf.data.Dataset.from_tensors((plain_images[..., None], train.one_hot(plain_labels), batch_seed))
+        expected, expected_targets = next(iter(inputs.map(lambda batch, targets, batch_seed: _augmented_cropped_mixed(batch, targets, batch_seed, settings, crop, mixup_alpha))))
         np.testing.assert_array_equal(batch_images.numpy(), expected.numpy())
-    if settings.get("flip"):
+        np.testing.assert_array_equal(batch_targets.numpy(), expected_targets.numpy())
+    if mixup_alpha:
+        assert (batch_targets.numpy().max(axis=1) < 0.99).any()  # the targets really were mixed
+    if settings.get("flip") and not crop:
         assert any(not np.array_equal(batch.numpy()[..., 0], expected) for (batch, _), (expected, _) in zip(batches, plain))
 
 

@@ -159,6 +159,9 @@ BAD_INPUTS = [
     (_one_row_csv(pixels="1 " * 2303 + "1.5"), 3, "pixel field holds '.'"),
     (_one_row_csv(pixels="1 " * 2303 + "x"), 3, "pixel field holds 'x'"),
     (_one_row_csv(pixels="-1 " + "1 " * 2302 + "1"), 3, "pixel field holds '-'"),
+    (_one_row_csv(pixels="1\t" + "1 " * 2302 + "1"), 3, "pixel field holds '\\t'"),   # pixels are separated by spaces only
+    (_one_row_csv(pixels='"' + "1 " * 2303 + "1"), 3, "pixel field holds '\"'"),   # a quote that is never closed
+    ("emotion,pixels\n" + f"3,{'1 ' * 2303}1\rX\n", 2, "pixel field holds '\\r'"),   # a lone carriage return does not end a line
     (_one_row_csv(pixels="256 " + "1 " * 2302 + "1"), 3, "pixel value 256 is out of range"),
     (_one_row_csv(pixels="1000 " + "1 " * 2302 + "1"), 3, "more than three significant digits"),
     (_one_row_csv(label="7"), 3, "emotion label '7' is not an integer 0-6"),
@@ -319,6 +322,8 @@ def _parse_one_bad_row(write_csv, label="3", usage="Training"):
 
 def test_leading_zero_labels_parse_up_to_eight_digits_and_longer_ones_are_refused(write_csv):
     assert _parse_one_bad_row(write_csv, label="00000003").labels.tolist() == [0, 3]
+    body = _one_row_csv(label="00000003").encode().partition(b"\n")[2]
+    assert data.decode_chunk(body, 2, data.CsvLayout(3, 0, 1, 2)).labels.tolist() == [0, 3]   # the compiled kernel too, not only its fallback
     with pytest.raises(data.CsvFormatError, match=r"line 3: emotion label '000000003' is not an integer 0-6"):
         _parse_one_bad_row(write_csv, label="000000003")
 

@@ -193,6 +193,15 @@ def test_evaluate_usage_selects_exactly_that_usages_rows(model_file, three_split
     assert json.loads(capsys.readouterr().out)["n"] == count
 
 
+def test_evaluate_usage_without_rows_names_the_csv_and_the_usage(model_file, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    path = tmp_path / "no_private.csv"
+    path.write_text(csv_text(rng.integers(0, 256, (4, 48, 48)), rng.integers(0, 7, 4), ["Training", "Training", "PublicTest", "PublicTest"]))
+    assert cli.main(["evaluate", str(model_file), str(path), "--usage", "PrivateTest", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {path} has no rows with Usage PrivateTest\n" and captured.out == ""
+
+
 def test_evaluate_accepts_the_largest_crop_shift_8(model_file, three_split_csv, capsys):
     assert cli.main(["evaluate", str(model_file), str(three_split_csv), "--json", "--tta-crop-shift", "8"]) == 0
     metrics = json.loads(capsys.readouterr().out)
