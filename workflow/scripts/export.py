@@ -9,4 +9,4 @@ with runtime.job(snakemake.log[0], f"export {snakemake.wildcards.model}"):
     runtime.log.info("max abs difference against Keras on sample inputs: %.2e", difference)
     if difference > snakemake.params.tolerance:
         export.remove(written)
-        raise ValueError(f"exported {fmt} model differs from Keras by {difference:.2e} (tolerance {snakemake.params.tolerance:.0e}); nothing written")
+        raise ValueError(f"exported {fmt} model differs from Keras by {difference:.2e} (tolerance {snakemake.params.tolerance:g}); nothing written")
