@@ -36,16 +36,19 @@ ONE_STEP = "pipeline + augmentation, 1 step per call"
 AUGMENT = {"flip": True, "translate": 0.1, "rotate": 0.04, "zoom": 0.1, "contrast": 0.2, "erase": 0.25}
 
 
-def peak_gflops() -> tuple[float, str]:
-    """cores x FMA units x fp32 lanes x 2 flops x clock, from /proc/cpuinfo (AVX2/AVX-512, 2 FMA units assumed)."""
+def peak_gflops(cpuinfo: str | None = None, cores: int | None = None) -> tuple[float, str]:
+    """cores x FMA units x fp32 lanes x 2 flops x clock, from /proc/cpuinfo (AVX2/AVX-512, 2 FMA units assumed).
+    ``cpuinfo`` (the text of /proc/cpuinfo) and ``cores`` (os.cpu_count()) default to this machine's."""
     flags, mhz = "", 0.0
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
+    if cpuinfo is None:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    for line in cpuinfo.splitlines():
         if line.startswith("flags") and not flags:
             flags = line
         if line.startswith("cpu MHz") and not mhz:
             mhz = float(line.split(":")[1])
     lanes = 16 if " avx512f" in flags else 8 if " avx2" in flags else 4
-    cores = os.cpu_count()
+    cores = cores or os.cpu_count()
     peak = cores * 2 * lanes * 2 * mhz / 1000
     return peak, f"{cores} cores x 2 FMA units x {lanes} fp32 lanes x 2 flops x {mhz / 1000:.2f} GHz = {peak:.1f} GFLOP/s"
 
@@ -53,8 +56,10 @@ def peak_gflops() -> tuple[float, str]:
 def model_settings(name: str, block: dict) -> dict:
     # every contender times the network on whole 48x48 images (a crop model's training steps cost
     # about (crop/48)^2 of that), in float32 unless it is the bfloat16 contender, whatever
-    # precision the model's config block trains in
-    settings = {**train.DEFAULTS, **block, "epochs": 1, "schedule": "constant", "warmup_epochs": 0, "crop": None, "precision": "float32"}
+    # precision the model's config block trains in; and at train.STEPS_PER_CALL steps per call,
+    # also for a model with weight averaging (which trains one step per call for its callback,
+    # which no contender attaches), so that only the 1-step contender runs one
+    settings = {**train.DEFAULTS, **block, "epochs": 1, "schedule": "constant", "warmup_epochs": 0, "crop": None, "precision": "float32", "weight_average_decay": None}
     settings.pop("seed", None)
     return settings
 
