@@ -142,12 +142,13 @@ def main():
     if peers:
         peer_best = max(rate for key, rate in results.items() if key[0].startswith("fer package"))
         line += f", {ours[best] / peer_best:.1f}x the fer package's fastest ({peer_best:.0f} images/s)"
-    print("\n" + line)
     compact = {key: rate for key, rate in ours.items() if "compact" in key[0]}
-    if compact and peers:
+    if compact:   # one SUMMARY line: the compact model's target joins it
         key = max(compact, key=compact.get)
-        print(f"SUMMARY compact: {key[0]} ({key[1]}) {compact[key]:.0f} images/s batched (target >= 2000), {compact[key] / peer_best:.1f}x the fer package's fastest")
-
+        line += f"; compact {key[0]} ({key[1]}) {compact[key]:.0f} images/s batched (target >= 2000)"
+        if peers:
+            line += f", {compact[key] / peer_best:.1f}x the fer package's fastest"
+    print("\n" + line)
 
 if __name__ == "__main__":
     main()

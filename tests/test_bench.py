@@ -522,7 +522,7 @@ def predict_main(module, monkeypatch, capsys, tmp_path, peers):
 def test_predict_summary_without_the_peer_package(bench, monkeypatch, capsys, tmp_path):
     output, reported, paths = predict_main(bench.predict_throughput, monkeypatch, capsys, tmp_path, {})
     assert reported == [(str(paths[0]), "keras"), (str(paths[0]), "onnxruntime"), (str(paths[1]), "keras"), (str(paths[1]), "onnxruntime")]
-    assert summary_lines(output) == [f"SUMMARY predict: fastest of ours {paths[1]} (onnxruntime) at 6000 images/s batched"]
+    assert summary_lines(output) == [f"SUMMARY predict: fastest of ours {paths[1]} (onnxruntime) at 6000 images/s batched; compact {paths[0]} (onnxruntime) 5000 images/s batched (target >= 2000)"]
 
 
 def test_predict_summary_against_the_fastest_peer(bench, monkeypatch, capsys, tmp_path):
@@ -531,8 +531,8 @@ def test_predict_summary_against_the_fastest_peer(bench, monkeypatch, capsys, tm
     output, reported, paths = predict_main(bench.predict_throughput, monkeypatch, capsys, tmp_path, peers)
     assert reported[-2:] == list(peers)
     assert summary_lines(output) == [
-        f"SUMMARY predict: fastest of ours {paths[1]} (onnxruntime) at 6000 images/s batched, 0.8x the fer package's fastest (7500 images/s)",
-        f"SUMMARY compact: {paths[0]} (onnxruntime) 5000 images/s batched (target >= 2000), 0.7x the fer package's fastest",
+        f"SUMMARY predict: fastest of ours {paths[1]} (onnxruntime) at 6000 images/s batched, 0.8x the fer package's fastest (7500 images/s); "
+        f"compact {paths[0]} (onnxruntime) 5000 images/s batched (target >= 2000), 0.7x the fer package's fastest"
     ]
 
 
