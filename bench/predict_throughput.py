@@ -150,5 +150,6 @@ def main():
             line += f", {compact[key] / peer_best:.1f}x the fer package's fastest"
     print("\n" + line)
 
+
 if __name__ == "__main__":
     main()

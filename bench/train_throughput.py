@@ -56,9 +56,8 @@ def peak_gflops(cpuinfo: str | None = None, cores: int | None = None) -> tuple[f
 def model_settings(name: str, block: dict) -> dict:
     # every contender times the network on whole 48x48 images (a crop model's training steps cost
     # about (crop/48)^2 of that), in float32 unless it is the bfloat16 contender, whatever
-    # precision the model's config block trains in; and at train.STEPS_PER_CALL steps per call,
-    # also for a model with weight averaging (which trains one step per call for its callback,
-    # which no contender attaches), so that only the 1-step contender runs one
+    # precision the model's config block trains in; without weight averaging, whose callback (never
+    # attached here) would make every contender train one step per call
     settings = {**train.DEFAULTS, **block, "epochs": 1, "schedule": "constant", "warmup_epochs": 0, "crop": None, "precision": "float32", "weight_average_decay": None}
     settings.pop("seed", None)
     return settings

@@ -112,6 +112,12 @@ def fake_parsed(count, split_code=0):
     )
 
 
+def fake_csv(module, monkeypatch, count, split_code=0):
+    """A benchmark's main() reads ``count`` fake rows of one split and leaves TensorFlow's set-up alone."""
+    monkeypatch.setattr(module.runtime, "configure", lambda **settings: None)
+    monkeypatch.setattr(module.data, "parse_csv", lambda *a, **k: fake_parsed(count, split_code))
+
+
 def run_main(module, monkeypatch, capsys, *arguments):
     monkeypatch.setattr(sys, "argv", [f"{module.__name__}.py", *map(str, arguments)])
     module.main()
@@ -395,8 +401,7 @@ def fake_time_contenders(names):
 def test_train_main_table_and_summary(bench, monkeypatch, capsys, tmp_path, order):
     """The same figures whichever model comes first (the worst is not simply the last one)."""
     module = bench.train_throughput
-    monkeypatch.setattr(module.runtime, "configure", lambda **settings: None)
-    monkeypatch.setattr(module.data, "parse_csv", lambda *a, **k: fake_parsed(1200))
+    fake_csv(module, monkeypatch, 1200)
     monkeypatch.setattr(module, "peak_gflops", lambda: (200.0, "fake peak"))
     monkeypatch.setattr(module, "time_contenders", fake_time_contenders(order))
     output = run_main(module, monkeypatch, capsys, "--csv", tmp_path / "x.csv", "--images", 1000, "--repeats", 3, "--models", *order)
@@ -443,8 +448,7 @@ def test_fit_stalls_counts_passes_late_against_the_autotuner_off_median(bench, m
             },
         ]
     )
-    monkeypatch.setattr(module.runtime, "configure", lambda **settings: None)
-    monkeypatch.setattr(module.data, "parse_csv", lambda *a, **k: fake_parsed(100))
+    fake_csv(module, monkeypatch, 100)
     monkeypatch.setattr(module, "contenders", lambda settings, images, labels: "runs")
     monkeypatch.setattr(module, "time_fit_passes", lambda runs, repeats: next(passes))
     output = run_main(module, monkeypatch, capsys, "--csv", tmp_path / "x.csv", "--images", 100, "--repeats", 4, "--late", 0.25, "--models", "seed", "compact")
@@ -499,8 +503,7 @@ def predict_main(module, monkeypatch, capsys, tmp_path, peers):
         path.parent.mkdir(exist_ok=True)
         path.touch()
         paths.append(path)
-    monkeypatch.setattr(module.runtime, "configure", lambda **settings: None)
-    monkeypatch.setattr(module.data, "parse_csv", lambda *a, **k: fake_parsed(10, split_code=1))
+    fake_csv(module, monkeypatch, 10, split_code=1)
     monkeypatch.setattr(module.models, "load", lambda path: path.parent.name)
     monkeypatch.setattr(module.export, "export", lambda path, kind, target: target)
     monkeypatch.setattr(module, "keras_runner", lambda model, batch_size: ("keras", model))

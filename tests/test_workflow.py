@@ -180,6 +180,7 @@ def test_csv_dataset_without_a_csv_path_fails_at_start_up(tmp_path):
 @pytest.mark.parametrize(
     ("bad_config", "message"),
     [
+        # hyperparameters against their architecture's schema entry
         ({"models": {"compact": {"hyperparameters": {"widht": 8}}}}, "config key 'models.compact.hyperparameters' (dataset synthetic, architecture mini_xception): Additional properties are not allowed ('widht' was unexpected)"),
         ({"models": {"vgg": {"hyperparameters": {"convs_per_stage": 2.0}}}}, "config key 'models.vgg.hyperparameters.convs_per_stage' (dataset synthetic, architecture vgg_bn): 2.0 is not of type 'integer'"),  # vgg: in no synthetic list
         ({"datasets": {"synthetic": {"overrides": {"seed": {"hyperparameters": {"dropout": 0.5}}}}}}, "config key 'models.seed.hyperparameters' with datasets.synthetic.overrides.seed merged in (dataset synthetic, architecture seed): Additional properties are not allowed ('dropout' was unexpected)"),
@@ -188,23 +189,17 @@ def test_csv_dataset_without_a_csv_path_fails_at_start_up(tmp_path):
             {"models": {"deep": {"architecture": "resnet", "hyperparameters": {"widths": [8, 16]}}}, "datasets": {"synthetic": {"overrides": {"deep": {"hyperparameters": {"blocks_per_stage": [1, 1, 1]}}}}}},
             "config key 'models.deep.hyperparameters.blocks_per_stage' with datasets.synthetic.overrides.deep merged in (dataset synthetic, architecture resnet): 3 numbers for 2 stages (widths [8, 16])",
         ),
-    ],
-    ids=["misspelt", "float_for_int_in_an_unlisted_model", "in_an_override", "blocks_per_stage_not_one_per_stage", "override_merged_key_by_key"],
-)
-def test_bad_hyperparameter_fails_at_start_up_naming_the_key(tmp_path, bad_config, message):
-    output = start_up_output(tmp_path, bad_config)
-    assert message in output
-
-
-@pytest.mark.parametrize(
-    ("bad_config", "message"),
-    [
+        # crops need global pooling
         ({"datasets": {"synthetic": {"overrides": {"seed": {"crop": 40}}}}}, "config key 'models.seed.crop' (dataset synthetic): architecture 'seed' takes only 48x48 images, so it cannot train on crops"),
         ({"models": {"flat": {"architecture": "vgg_bn", "hyperparameters": {"head": "flatten"}, "crop": 40}}}, "config key 'models.flat.crop' (dataset synthetic): architecture 'vgg_bn' with head flatten takes only 48x48 images, so it cannot train on crops"),
+        # model names that do not resolve
+        ({"datasets": {"synthetic": {"models": ["seed", "compcat"]}}}, "config key 'datasets.synthetic.models': unknown model 'compcat'; defined: seed, compact, fast"),
+        ({"datasets": {"synthetic": {"overrides": {"compcat": {"epochs": 3}}}}}, "config key 'datasets.synthetic.overrides.compcat': no such model"),
+        ({"datasets": {"synthetic": {"ensembles": {"pair": ["seed", "vgg"]}}}}, "config key 'datasets.synthetic.ensembles.pair': ['vgg'] not in datasets.synthetic.models"),  # vgg is defined, but not trained on this dataset
     ],
-    ids=["seed", "vgg_flatten_head"],
+    ids=["misspelt", "float_for_int_in_an_unlisted_model", "in_an_override", "blocks_per_stage_not_one_per_stage", "override_merged_key_by_key", "crop_on_seed", "crop_on_vgg_flatten_head", "unknown_model", "override_of_an_unknown_model", "ensemble_member_not_in_the_dataset"],
 )
-def test_crop_on_an_architecture_without_global_pooling_fails_at_start_up(tmp_path, bad_config, message):
+def test_a_config_that_does_not_add_up_fails_at_start_up_naming_the_key(tmp_path, bad_config, message):
     output = start_up_output(tmp_path, bad_config)
     assert message in output
 
@@ -219,20 +214,6 @@ def test_overrides_merge_key_by_key_into_their_own_dataset_only(tmp_path):
     synthetic_override = {"deep": {"hyperparameters": {"widths": [8, 16, 32]}}}
     config = write_config(folder, {"models": {"deep": deep}, "datasets": {"synthetic": {"overrides": synthetic_override}, "other": other}})
     snakemake(folder, "-n", "--configfile", config)
-
-
-@pytest.mark.parametrize(
-    ("bad_config", "message"),
-    [
-        ({"datasets": {"synthetic": {"models": ["seed", "compcat"]}}}, "config key 'datasets.synthetic.models': unknown model 'compcat'; defined: seed, compact, fast"),
-        ({"datasets": {"synthetic": {"overrides": {"compcat": {"epochs": 3}}}}}, "config key 'datasets.synthetic.overrides.compcat': no such model"),
-        ({"datasets": {"synthetic": {"ensembles": {"pair": ["seed", "vgg"]}}}}, "config key 'datasets.synthetic.ensembles.pair': ['vgg'] not in datasets.synthetic.models"),  # vgg is defined, but not trained on this dataset
-    ],
-    ids=["unknown_model", "override_of_an_unknown_model", "ensemble_member_not_in_the_dataset"],
-)
-def test_a_model_name_that_does_not_resolve_fails_at_start_up(tmp_path, bad_config, message):
-    output = start_up_output(tmp_path, bad_config)
-    assert message in output
 
 
 def test_a_csv_dataset_falls_back_to_the_gzipped_csv(tmp_path):
