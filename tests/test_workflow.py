@@ -136,8 +136,11 @@ def start_up_output(tmp_path, config: dict) -> str:
         ({"datasets": {"synthetic": {"overrides": {"seed": {"epoch": 3}}}}}, "config key 'datasets.synthetic.overrides.seed': Additional properties are not allowed ('epoch' was unexpected)"),
         ({"determinstic": True}, "config (top level): Additional properties are not allowed ('determinstic' was unexpected)"),
         ({"models": {"seed": {"architecture": "seed", "epochs": 1000}}}, "config key 'models.seed.epochs': 1000 is greater than the maximum of 999"),
+        ({"models": {"my/model": {"architecture": "seed"}}}, "config key 'models': name 'my/model' not allowed: names become folder names under results/"),
+        ({"datasets": {"synthetic": {"ensembles": {"two seeds": ["seed", "compact"]}}}}, "config key 'datasets.synthetic.ensembles': name 'two seeds' not allowed"),
+        ({"datasets": {"fer:2013": {"source": "csv", "csv": "data/fer2013.csv", "models": ["seed"]}}}, "config key 'datasets': name 'fer:2013' not allowed"),
     ],
-    ids=["model_block", "dataset_override", "top_level", "epochs_from_1000_would_repeat_augmentation_seeds"],
+    ids=["model_block", "dataset_override", "top_level", "epochs_from_1000_would_repeat_augmentation_seeds", "model_name_with_a_slash", "ensemble_name_with_a_space", "dataset_name_with_a_colon"],
 )
 def test_bad_config_key_fails_at_start_up(tmp_path, bad_config, message):
     output = start_up_output(tmp_path, bad_config)

@@ -21,7 +21,10 @@ def validate_config(config):
         if not isinstance(cause, jsonschema.ValidationError):
             raise
         where = f"config key '{'.'.join(map(str, cause.path))}'" if cause.path else "config (top level)"
-        raise ValueError(f"{where}: {cause.message}") from None
+        message = cause.message
+        if "propertyNames" in cause.schema_path:
+            message = f"name {cause.instance!r} not allowed: names become folder names under results/, so use only letters, digits, '_', '.' and '-', starting with a letter or digit"
+        raise ValueError(f"{where}: {message}") from None
 
 
 validate_config(config)
