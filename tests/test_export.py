@@ -36,7 +36,7 @@ def test_export_round_trips(model_file, tmp_path, fmt, capsys):
 
 def test_export_fails_above_the_tolerance(model_file, tmp_path, capsys):
     code = cli.main(["export", str(model_file), "--format", "tflite", "--out", str(tmp_path / "m.tflite"), "--tolerance", "0"])
-    assert code == 1 and "above the tolerance" in capsys.readouterr().err
+    assert code == 1 and "above the tolerance 0;" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("tolerance", "shown"), [([], "0.0001"), (["--tolerance", "0.00015"], "0.00015")], ids=["default_1e-4", "given"])
@@ -44,7 +44,16 @@ def test_an_export_over_the_tolerance_is_removed_naming_the_tolerance(model_file
     monkeypatch.setattr(export, "verify", lambda *arguments: 2e-4)   # just over both tolerances
     out = tmp_path / "slim.keras"
     assert cli.main(["export", str(model_file), "--format", "keras", "--out", str(out), *tolerance]) == 1
-    assert f"difference 2.00e-04 is above the tolerance {shown}; {out} removed" in capsys.readouterr().err and not out.exists()
+    assert f"differs from Keras by 2.00e-04 on sample inputs, above the tolerance {shown}; {out} removed" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_checked_export_within_the_tolerance_is_kept_and_one_above_it_removed(model_file, tmp_path, monkeypatch):
+    out, difference = export.export_checked(model_file, "savedmodel", tmp_path / "kept", tolerance=1e-4)
+    assert out == tmp_path / "kept" and out.is_dir() and 0 <= difference <= 1e-4
+    monkeypatch.setattr(export, "verify", lambda *arguments: 0.5)
+    with pytest.raises(export.ExportMismatch, match=r"savedmodel model differs from Keras by 5.00e-01 on sample inputs, above the tolerance 0.25; .*removed"):
+        export.export_checked(model_file, "savedmodel", tmp_path / "refused", tolerance=0.25)
+    assert not (tmp_path / "refused").exists()
 
 
 def test_inference_keras_copy_drops_the_optimiser_state(tmp_path):

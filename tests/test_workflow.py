@@ -321,6 +321,15 @@ def test_export_and_predict_rules(project):
     assert "broken.jpg: not a readable image" in (folder / "results" / "synthetic" / "logs" / "predict" / "seed.log").read_text()
 
 
+def test_an_export_rule_above_the_tolerance_fails_naming_it_and_leaves_no_file(project):
+    folder, config = project
+    strict = write_config(folder, {"export": {"tolerance": 1e-300}}, name="strict_export.yaml")
+    exported = folder / "results" / "synthetic" / "models" / "compact" / "model.tflite"
+    result = snakemake(folder, exported.relative_to(folder), "--cores", "1", "--configfile", config, strict, check=False)
+    assert result.returncode != 0 and not exported.exists()
+    assert "above the tolerance 1e-300" in result.output
+
+
 def test_predict_without_the_photos_folder_says_which_config_key_names_it(tmp_path):
     folder = copy_workflow(tmp_path / "project")
     result = snakemake(folder, "-n", "results/synthetic/predictions/seed/predictions.csv", check=False)

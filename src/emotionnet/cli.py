@@ -182,13 +182,12 @@ def run_evaluate(args) -> int:
 def run_export(args) -> int:
     from emotionnet import export
 
-    out = export.export(args.model, args.format, args.out)
-    difference = export.verify(args.model, out, args.format)
-    print(f"exported {out}; max abs difference against Keras on sample inputs: {difference:.2e}")
-    if difference > args.tolerance:
-        export.remove(out)
-        print(f"error: difference {difference:.2e} is above the tolerance {args.tolerance:g}; {out} removed", file=sys.stderr)
+    try:
+        out, difference = export.export_checked(args.model, args.format, args.out, args.tolerance)
+    except export.ExportMismatch as error:
+        print(f"error: {error}", file=sys.stderr)
         return 1
+    print(f"exported {out}; max abs difference against Keras on sample inputs: {difference:.2e}")
     return 0
 
 

@@ -12,6 +12,10 @@ import numpy as np
 SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "savedmodel": "_savedmodel", "keras": "_inference.keras"}
 
 
+class ExportMismatch(ValueError):
+    """An exported model whose outputs differ from the Keras model's by more than the tolerance."""
+
+
 def sample_inputs(count: int = 16, seed: int = 0) -> np.ndarray:
     """Float images (count, 48, 48, 1) in [0, 1], as the models take them."""
     return np.random.default_rng(seed).integers(0, 256, (count, 48, 48, 1)).astype(np.float32) / 255.0
@@ -42,6 +46,17 @@ def export(model_path, fmt: str, out=None) -> Path:
     else:
         out.write_bytes(_tflite_bytes(model))
     return out
+
+
+def export_checked(model_path, fmt: str, out=None, tolerance: float = 1e-4) -> tuple[Path, float]:
+    """``export``, then ``verify``: returns the path and the largest difference, or removes what
+    it wrote and raises ExportMismatch when the difference is above ``tolerance``."""
+    written = export(model_path, fmt, out)
+    difference = verify(model_path, written, fmt)
+    if difference > tolerance:
+        remove(written)
+        raise ExportMismatch(f"the exported {fmt} model differs from Keras by {difference:.2e} on sample inputs, above the tolerance {tolerance:g}; {written} removed")
+    return written, difference
 
 
 def inference_copy(model):

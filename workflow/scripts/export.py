@@ -4,9 +4,5 @@ from emotionnet import export, runtime
 with runtime.job(snakemake.log[0], f"export {snakemake.wildcards.model}"):
     runtime.configure(threads=snakemake.threads)
     fmt = snakemake.wildcards.get("fmt", "savedmodel")
-    written = export.export(snakemake.input.model, fmt, snakemake.output.exported)
-    difference = export.verify(snakemake.input.model, written, fmt)
+    _, difference = export.export_checked(snakemake.input.model, fmt, snakemake.output.exported, snakemake.params.tolerance)
     runtime.log.info("max abs difference against Keras on sample inputs: %.2e", difference)
-    if difference > snakemake.params.tolerance:
-        export.remove(written)
-        raise ValueError(f"exported {fmt} model differs from Keras by {difference:.2e} (tolerance {snakemake.params.tolerance:g}); nothing written")
