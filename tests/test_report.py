@@ -57,3 +57,27 @@ def test_summary_says_why_the_test_split_is_missing():
     text = _summary({"split": "test", "available": False, "note": "the CSV has no PrivateTest rows"})
     assert "- **test**: not available: the CSV has no PrivateTest rows" in text
     assert "| Angry | 0.500 | 0.250 | 0.333 | 4 |" in text
+
+
+def test_load_runs_groups_the_report_inputs_by_kind_and_name(tmp_path):
+    import json
+
+    def write(name, content):
+        path = tmp_path / name
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+        return path
+
+    history = "epoch,val_accuracy,epoch_seconds,elapsed_seconds\n1,0.4,10.0,10.0\n2,0.5,11.0,21.0\n"
+    files = {
+        "model/a/info": write("a_info.json", {"params": 1, "macs": 2}), "model/a/history": write("a_history.csv", history),
+        "model/a/val": write("a_val.json", _metrics("val", 0.5)), "model/a/test": write("a_test.json", _metrics("test", 0.4)),
+        # an ensemble may share a model's name: they are told apart by the key, not the name
+        "ensemble/a/val": write("e_val.json", _metrics("val", 0.7)), "ensemble/a/test": write("e_test.json", _metrics("test", 0.6)),
+    }
+    model_runs, ensemble_runs = report.load_runs(files)
+    info, loaded_history, val, test = model_runs["a"]
+    assert info == {"params": 1, "macs": 2} and loaded_history["val_accuracy"].tolist() == [0.4, 0.5]
+    assert (val["accuracy"], test["accuracy"]) == (0.5, 0.4)
+    assert list(ensemble_runs) == ["a"] and [metrics["accuracy"] for metrics in ensemble_runs["a"]] == [0.7, 0.6]
+    table = report.models_table(model_runs, ensemble_runs)
+    assert table["kind"].tolist() == ["model", "ensemble"] and table["val_accuracy"].tolist() == [0.5, 0.7]

@@ -59,7 +59,7 @@ def test_every_artifact_exists_and_is_sane(project):
         assert "accuracy" in summary and "best validation accuracy" in summary
         assert not (model_dir / "checkpoint").exists()
     table = pd.read_csv(results / "report" / "models.csv")
-    assert table["name"].tolist() == ["seed", "compact", "ensemble both"]
+    assert table["name"].tolist() == ["seed", "compact", "both"] and table["kind"].tolist() == ["model", "model", "ensemble"]
     assert json.loads((results / "ensembles" / "both" / "eval" / "val" / "metrics.json").read_text())["n"] == 420
 
 

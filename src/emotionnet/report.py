@@ -64,6 +64,21 @@ def _row(name, kind, val_metrics, test_metrics, info=None, history=None):
     return row
 
 
+def load_runs(files: dict) -> tuple[dict, dict]:
+    """Read the dataset report's inputs, keyed ``model/<name>/<part>`` (parts info, history, val,
+    test) and ``ensemble/<name>/<part>`` (val, test), into ``models_table``'s two arguments."""
+    parts = {"model": {}, "ensemble": {}}
+    for key, path in files.items():
+        kind, name, part = key.split("/")
+        parts[kind].setdefault(name, {})[part] = path
+    model_runs = {
+        name: (read_json(paths["info"]), pd.read_csv(paths["history"]), read_json(paths["val"]), read_json(paths["test"]))
+        for name, paths in parts["model"].items()
+    }
+    ensemble_runs = {name: (read_json(paths["val"]), read_json(paths["test"])) for name, paths in parts["ensemble"].items()}
+    return model_runs, ensemble_runs
+
+
 def models_table(model_runs: dict, ensemble_runs: dict) -> pd.DataFrame:
     """One row per model and ensemble. ``model_runs[name] = (info, history, val, test)``,
     ``ensemble_runs[name] = (val, test)``."""

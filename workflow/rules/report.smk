@@ -1,15 +1,16 @@
 def all_model_files(wildcards):
-    """Per-model artifacts of every model and ensemble of a dataset, for the dataset report."""
+    """Per-model artifacts of every model and ensemble of a dataset, for the dataset report, keyed
+    model/<name>/<part> and ensemble/<name>/<part> (emotionnet.report.load_runs reads them)."""
     files = {}
     for model in dataset_models(wildcards.dataset):
         folder = model_dir(wildcards.dataset, model)
-        files[f"{model}:info"] = f"{folder}/info.json"
-        files[f"{model}:history"] = f"{folder}/history.csv"
+        files[f"model/{model}/info"] = f"{folder}/info.json"
+        files[f"model/{model}/history"] = f"{folder}/history.csv"
         for split in EVAL_SPLITS:
-            files[f"{model}:{split}"] = f"{folder}/eval/{split}/metrics.json"
+            files[f"model/{model}/{split}"] = f"{folder}/eval/{split}/metrics.json"
     for ensemble in dataset_ensembles(wildcards.dataset):
         for split in EVAL_SPLITS:
-            files[f"ensemble {ensemble}:{split}"] = f"results/{wildcards.dataset}/ensembles/{ensemble}/eval/{split}/metrics.json"
+            files[f"ensemble/{ensemble}/{split}"] = f"results/{wildcards.dataset}/ensembles/{ensemble}/eval/{split}/metrics.json"
     return files
 
 
