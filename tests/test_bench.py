@@ -273,11 +273,22 @@ def test_peak_gflops_of_the_readme_machine(bench):
 def test_time_contenders_counts_three_times_the_forward_flops(bench, monkeypatch):
     module = bench.train_throughput
     plain, other = object(), object()
-    monkeypatch.setattr(module, "contenders", lambda settings, images, labels: {module.PLAIN: (plain, None), module.BFLOAT16: (other, None)})
+    monkeypatch.setattr(module, "contenders", lambda settings, images, labels, keys: {module.PLAIN: (plain, None), module.BFLOAT16: (other, None)})
     monkeypatch.setattr(module.models, "multiply_adds", lambda model: 1_000 if model is plain else 999_999)
     monkeypatch.setattr(module, "time_fit_passes", lambda runs, repeats: {"passes": repeats})
     seconds, flops = module.time_contenders({}, None, None, 5)
     assert flops == 3 * 2 * 1_000 and seconds == {"passes": 5}
+
+
+def test_only_the_chosen_contenders_are_built_plain_fit_and_the_pipeline_always(bench, monkeypatch):
+    module = bench.train_throughput
+    built = record_build_calls(module, monkeypatch)
+    settings = module.model_settings("compact", CONFIG["models"]["compact"])
+    images = np.zeros((2 * settings["batch_size"], 48, 48), np.uint8)
+    runs = module.contenders(settings, images, np.zeros(len(images), np.int64), ["bf16"])
+    assert list(runs) == [module.PLAIN, module.PIPELINE, module.BFLOAT16] and len(built) == 3
+    assert list(module.contenders(settings, images, np.zeros(len(images), np.int64), [])) == [module.PLAIN, module.PIPELINE]
+    assert list(module.contenders(settings, images, np.zeros(len(images), np.int64))) == list(module.CONTENDERS.values())
 
 
 def test_time_fit_passes_alternates_and_leaves_out_the_warm_up(bench, monkeypatch):
@@ -333,15 +344,15 @@ def test_train_contenders_differ_only_as_labelled(bench, monkeypatch, name):
     assert steps == {
         module.PLAIN: 1,
         module.KERAS_LAYERS: 1,
-        "pipeline, no augmentation": train.STEPS_PER_CALL,
+        module.NO_AUGMENT: train.STEPS_PER_CALL,
         module.PIPELINE: train.STEPS_PER_CALL,
         module.ONE_STEP: 1,
-        "pipeline + augmentation + XLA": train.STEPS_PER_CALL,
+        module.XLA: train.STEPS_PER_CALL,
         module.BFLOAT16: train.STEPS_PER_CALL,
     }
     for label, (used, _) in resolved.items():
         assert used["precision"] == ("mixed_bfloat16" if label == module.BFLOAT16 else "float32"), label
-        assert used["jit_compile"] is (label == "pipeline + augmentation + XLA"), label
+        assert used["jit_compile"] is (label == module.XLA), label
         assert used["crop"] is None and used["epochs"] == 1 and used["schedule"] == "constant", label
     plain = runs[module.PLAIN][1]()
     assert plain["x"].dtype == np.float32 and plain["batch_size"] == settings["batch_size"] and plain["shuffle"] is True
@@ -387,12 +398,14 @@ TRAIN_PASSES = {  # model -> contender -> seconds of 3 passes of 1,000 images; f
 }
 
 
-def fake_time_contenders(names):
+def fake_time_contenders(names, module_labels=None):
     order = iter(names)
 
-    def time_contenders(settings, images, labels, repeats):
+    def time_contenders(settings, images, labels, repeats, keys):
         assert len(images) == 1000 and repeats == 3
-        return TRAIN_PASSES[next(order)]
+        passes, flops = TRAIN_PASSES[next(order)]
+        chosen = {module_labels[key] for key in keys} | {"plain fit, float32 array", "pipeline + augmentation"} if keys is not None else set(passes)
+        return {label: seconds for label, seconds in passes.items() if label in chosen}, flops
 
     return time_contenders
 
@@ -427,6 +440,26 @@ def test_train_main_table_and_summary(bench, monkeypatch, capsys, tmp_path, orde
         "SUMMARY train: pipeline with augmentation is at worst 0.80x plain fit without augmentation (0.80x comparing fastest passes) "
         "and at worst 0.64x plain fit with Keras augmentation layers; best model reaches 50% of the fp32 peak FLOP/s"
     ]
+
+
+def test_train_summary_without_the_keras_contender_leaves_its_ratio_out(bench, monkeypatch, capsys, tmp_path):
+    module = bench.train_throughput
+    fake_csv(module, monkeypatch, 1200)
+    monkeypatch.setattr(module, "peak_gflops", lambda: (200.0, "fake peak"))
+    monkeypatch.setattr(module, "time_contenders", fake_time_contenders(["seed", "compact"], module.CONTENDERS))
+    output = run_main(module, monkeypatch, capsys, "--csv", tmp_path / "x.csv", "--images", 1000, "--repeats", 3, "--models", "seed", "compact", "--contenders", "plain", "pipeline")
+    assert "Keras augmentation layers" not in output and "bfloat16" not in output
+    # best float32 row now the pipeline with augmentation: seed's 625 img/s x 0.1 GFLOP = 62.5 GFLOP/s = 31%
+    assert summary_lines(output) == ["SUMMARY train: pipeline with augmentation is at worst 0.80x plain fit without augmentation (0.80x comparing fastest passes); best model reaches 31% of the fp32 peak FLOP/s"]
+
+
+def test_train_main_says_when_the_csv_has_fewer_training_images_than_asked(bench, monkeypatch, capsys, tmp_path):
+    module = bench.train_throughput
+    fake_csv(module, monkeypatch, 1200)
+    monkeypatch.setattr(module, "peak_gflops", lambda: (200.0, "fake peak"))
+    monkeypatch.setattr(module, "time_contenders", lambda settings, images, labels, repeats, keys: TRAIN_PASSES["seed"])
+    output = run_main(module, monkeypatch, capsys, "--csv", tmp_path / "x.csv", "--images", 5000, "--repeats", 3, "--models", "seed")
+    assert "note: the CSV has only 1200 training images, not the 5000 asked for" in output
 
 
 # --- fit_stalls.py ------------------------------------------------------------------------------
