@@ -1,6 +1,8 @@
 """The model registry: every architecture builds, has the documented size, and learns."""
 
 import inspect
+import subprocess
+import sys
 import keras
 import numpy as np
 import pytest
@@ -246,3 +248,46 @@ def test_multiply_adds_counts_separable_convs_as_depthwise_plus_pointwise():
 def test_a_folder_given_as_model_file_is_named_as_a_folder(tmp_path):
     with pytest.raises(ValueError, match="a folder, not a model file"):
         models.require_model_file(tmp_path)
+
+
+SMALL_HYPERPARAMETERS = {"seed": {}, "vgg_bn": {"widths": [8, 16]}, "resnet": {"widths": [8, 16], "blocks_per_stage": 1}, "mini_xception": {}}
+
+
+@pytest.mark.parametrize("name", sorted(models.REGISTRY))
+def test_no_architecture_has_a_strided_1x1_convolution(name):
+    """oneDNN's weight gradient of such a convolution crashes the process on odd batch sizes with
+    fewer than 16 input channels; projections subsample first instead."""
+    for hyperparameters in ({}, SMALL_HYPERPARAMETERS[name]):
+        model = models.build(name, **hyperparameters)
+        assert [layer.name for layer in _convs(model) if layer.kernel_size == (1, 1) and layer.strides != (1, 1)] == []
+
+
+@pytest.mark.parametrize("side", [48, 45])
+def test_a_subsampled_projection_computes_what_a_strided_1x1_convolution_does(side):
+    images = np.random.default_rng(0).random((3, side, side, 8), dtype=np.float32)
+    inputs = keras.Input((side, side, 8))
+    subsampled = keras.Model(inputs, models._projection(inputs, 16, 2, "block"))
+    strided = keras.layers.Conv2D(16, 1, strides=2, padding="same", use_bias=False)
+    strided.build((None, side, side, 8))
+    strided.set_weights(subsampled.get_layer("block_project").get_weights())
+    expected = np.asarray(strided(images))
+    assert expected.shape == (3, (side + 1) // 2, (side + 1) // 2, 16)
+    np.testing.assert_allclose(np.asarray(subsampled(images)), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_every_architecture_trains_on_odd_sized_batches_with_two_threads():
+    """In its own process, since the failure this guards against is a crash (a 1x1 stride-2
+    convolution's weight gradient with 8 input channels, batches of 3 and 37)."""
+    script = f"""
+import numpy as np
+from emotionnet import runtime, train
+runtime.configure(threads=2, seed=0)
+for architecture, hyperparameters in {SMALL_HYPERPARAMETERS!r}.items():
+    model = train.build_compiled_model({{**train.DEFAULTS, "architecture": architecture, "hyperparameters": hyperparameters}}, steps_per_epoch=2, steps_per_call=1)
+    for size in (3, 37):
+        model.fit(np.random.default_rng(size).random((size, 48, 48, 1), dtype=np.float32), np.eye(7, dtype=np.float32)[np.arange(size) % 7], batch_size=size, epochs=1, verbose=0)
+    print("trained", architecture, flush=True)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[:-1] == [f"trained {name}" for name in SMALL_HYPERPARAMETERS]

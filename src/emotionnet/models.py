@@ -41,6 +41,17 @@ def _conv_bn_relu(tensor, filters, name):
     return keras.layers.ReLU(name=f"{name}_relu")(tensor)
 
 
+def _projection(tensor, filters, strides, name):
+    """A 1x1 convolution shortcut. With stride 2 it is written as a subsampling (a 1x1 max pool
+    with stride 2 keeps exactly the pixels a strided 1x1 convolution reads) followed by a 1x1
+    convolution with the same weights: on the CPU, oneDNN's kernel for the weight gradient of a
+    strided 1x1 convolution (TensorFlow 2.21) writes past its workspace when the input has fewer
+    than 16 channels and the batch an odd size, and the training process crashes."""
+    if strides != 1:
+        tensor = keras.layers.MaxPooling2D(1, strides, name=f"{name}_subsample")(tensor)
+    return keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_project")(tensor)
+
+
 def standardize_images(tensor):
     """Each image shifted and scaled to mean 0 and standard deviation 1 over its pixels (a
     parameter-free layer normalization), so that brightness and contrast no longer matter; the
@@ -98,7 +109,7 @@ def resnet(widths=(32, 64, 128, 256), blocks_per_stage: int | list = 2, dropout:
             tensor = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(tensor)
             tensor = keras.layers.BatchNormalization(name=f"{name}_bn2")(tensor)
             if strides != 1 or shortcut.shape[-1] != filters:
-                shortcut = keras.layers.Conv2D(filters, 1, strides, use_bias=False, name=f"{name}_project")(shortcut)
+                shortcut = _projection(shortcut, filters, strides, name)
                 shortcut = keras.layers.BatchNormalization(name=f"{name}_project_bn")(shortcut)
             tensor = keras.layers.ReLU(name=f"{name}_out")(keras.layers.Add(name=f"{name}_add")([tensor, shortcut]))
     tensor = keras.layers.GlobalAveragePooling2D()(tensor)
@@ -115,7 +126,7 @@ def mini_xception(width: int = 8, block_widths=(16, 32, 64, 128), input_shape=IN
     tensor = _conv_bn_relu(tensor, width, "stem1")
     for index, filters in enumerate(block_widths):
         name = f"block{index}"
-        shortcut = keras.layers.Conv2D(filters, 1, strides=2, padding="same", use_bias=False, name=f"{name}_project")(tensor)
+        shortcut = _projection(tensor, filters, 2, name)
         shortcut = keras.layers.BatchNormalization(name=f"{name}_project_bn")(shortcut)
         tensor = keras.layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_sep1")(tensor)
         tensor = keras.layers.BatchNormalization(name=f"{name}_bn1")(tensor)
