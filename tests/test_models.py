@@ -277,17 +277,20 @@ def test_a_subsampled_projection_computes_what_a_strided_1x1_convolution_does(si
 
 def test_every_architecture_trains_on_odd_sized_batches_with_two_threads():
     """In its own process, since the failure this guards against is a crash (a 1x1 stride-2
-    convolution's weight gradient with 8 input channels, batches of 3 and 37)."""
+    convolution's weight gradient with 8 input channels, batches of 3 and 37), in float32 and in
+    bfloat16 mixed precision."""
     script = f"""
 import numpy as np
 from emotionnet import runtime, train
 runtime.configure(threads=2, seed=0)
 for architecture, hyperparameters in {SMALL_HYPERPARAMETERS!r}.items():
-    model = train.build_compiled_model({{**train.DEFAULTS, "architecture": architecture, "hyperparameters": hyperparameters}}, steps_per_epoch=2, steps_per_call=1)
-    for size in (3, 37):
-        model.fit(np.random.default_rng(size).random((size, 48, 48, 1), dtype=np.float32), np.eye(7, dtype=np.float32)[np.arange(size) % 7], batch_size=size, epochs=1, verbose=0)
-    print("trained", architecture, flush=True)
+    for precision in ("float32", "mixed_bfloat16"):
+        settings = {{**train.DEFAULTS, "architecture": architecture, "hyperparameters": hyperparameters, "precision": precision}}
+        model = train.build_compiled_model(settings, steps_per_epoch=2, steps_per_call=1)
+        for size in (3, 37):
+            model.fit(np.random.default_rng(size).random((size, 48, 48, 1), dtype=np.float32), np.eye(7, dtype=np.float32)[np.arange(size) % 7], batch_size=size, epochs=1, verbose=0)
+        print("trained", architecture, precision, flush=True)
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split("\n")[:-1] == [f"trained {name}" for name in SMALL_HYPERPARAMETERS]
+    assert result.stdout.split("\n")[:-1] == [f"trained {name} {precision}" for name in SMALL_HYPERPARAMETERS for precision in ("float32", "mixed_bfloat16")]
