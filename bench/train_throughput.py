@@ -11,8 +11,9 @@ passes of one contender can differ by 1.5x on a shared machine.
     python bench/train_throughput.py [--csv PATH] [--images 2048] [--repeats 3] [--models NAME ...]
                                      [--contenders KEY ...]
 
-``--contenders`` times only some of them (plain fit and the pipeline with augmentation always),
-e.g. ``--images 28709 --contenders plain pipeline`` for whole real epochs in reasonable time.
+``--contenders`` times only some of them (keys plain, keras, no-augment, pipeline, one-step, xla,
+bf16; plain fit and the pipeline with augmentation always run), e.g. ``--images 28709
+--contenders plain pipeline`` for whole real epochs in reasonable time.
 """
 
 from __future__ import annotations

@@ -273,11 +273,12 @@ def test_peak_gflops_of_the_readme_machine(bench):
 def test_time_contenders_counts_three_times_the_forward_flops(bench, monkeypatch):
     module = bench.train_throughput
     plain, other = object(), object()
-    monkeypatch.setattr(module, "contenders", lambda settings, images, labels, keys: {module.PLAIN: (plain, None), module.BFLOAT16: (other, None)})
+    asked = []
+    monkeypatch.setattr(module, "contenders", lambda settings, images, labels, keys: asked.append(keys) or {module.PLAIN: (plain, None), module.BFLOAT16: (other, None)})
     monkeypatch.setattr(module.models, "multiply_adds", lambda model: 1_000 if model is plain else 999_999)
     monkeypatch.setattr(module, "time_fit_passes", lambda runs, repeats: {"passes": repeats})
-    seconds, flops = module.time_contenders({}, None, None, 5)
-    assert flops == 3 * 2 * 1_000 and seconds == {"passes": 5}
+    seconds, flops = module.time_contenders({}, None, None, 5, ["bf16"])
+    assert flops == 3 * 2 * 1_000 and seconds == {"passes": 5} and asked == [["bf16"]]
 
 
 def test_only_the_chosen_contenders_are_built_plain_fit_and_the_pipeline_always(bench, monkeypatch):

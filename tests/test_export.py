@@ -56,6 +56,21 @@ def test_a_checked_export_within_the_tolerance_is_kept_and_one_above_it_removed(
     assert not (tmp_path / "refused").exists()
 
 
+def test_a_checked_export_with_a_nan_difference_or_a_failed_check_leaves_nothing(model_file, tmp_path, monkeypatch):
+    monkeypatch.setattr(export, "verify", lambda *arguments: float("nan"))
+    with pytest.raises(export.ExportMismatch, match="by nan on sample inputs"):
+        export.export_checked(model_file, "keras", tmp_path / "nan.keras")
+    assert not (tmp_path / "nan.keras").exists()
+
+    def broken_check(*arguments):
+        raise OSError("cannot load the exported model")
+
+    monkeypatch.setattr(export, "verify", broken_check)
+    with pytest.raises(OSError, match="cannot load"):
+        export.export_checked(model_file, "keras", tmp_path / "unchecked.keras")
+    assert not (tmp_path / "unchecked.keras").exists()
+
+
 def test_inference_keras_copy_drops_the_optimiser_state(tmp_path):
     from emotionnet import train
 

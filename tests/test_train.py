@@ -80,3 +80,13 @@ def test_the_model_keeps_the_first_epoch_of_best_validation_accuracy(monkeypatch
 def test_early_stopping_stops_after_patience_epochs_without_improvement(monkeypatch, tmp_path):
     kept, epochs = _scripted_run(monkeypatch, tmp_path, [0.5, 0.4, 0.3, 0.2, 0.1, 0.9], patience=2)
     assert epochs == [1, 2, 3] and kept == 1
+
+
+def test_a_checkpoint_of_another_layer_layout_is_not_resumed(monkeypatch):
+    from emotionnet import models
+
+    labels = np.arange(20) % 7
+    before = train.fingerprint(dict(train.DEFAULTS), 0, labels, labels[:7])
+    assert train.fingerprint(dict(train.DEFAULTS), 0, labels, labels[:7]) == before
+    monkeypatch.setattr(models, "LAYOUT_VERSION", models.LAYOUT_VERSION + 1)
+    assert train.fingerprint(dict(train.DEFAULTS), 0, labels, labels[:7]) != before

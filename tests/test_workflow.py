@@ -139,8 +139,11 @@ def start_up_output(tmp_path, config: dict) -> str:
         ({"models": {"my/model": {"architecture": "seed"}}}, "config key 'models': name 'my/model' not allowed: names become folder names under results/"),
         ({"datasets": {"synthetic": {"ensembles": {"two seeds": ["seed", "compact"]}}}}, "config key 'datasets.synthetic.ensembles': name 'two seeds' not allowed"),
         ({"datasets": {"fer:2013": {"source": "csv", "csv": "data/fer2013.csv", "models": ["seed"]}}}, "config key 'datasets': name 'fer:2013' not allowed"),
+        ({"models": {"..": {"architecture": "seed"}}}, "config key 'models': name '..' not allowed"),
+        ({"models": {"-seed": {"architecture": "seed"}}}, "config key 'models': name '-seed' not allowed"),
+        ({"models": {2013: {"architecture": "seed"}}}, "config key 'models': name 2013 is not text: quote it in the YAML ('2013')"),
     ],
-    ids=["model_block", "dataset_override", "top_level", "epochs_from_1000_would_repeat_augmentation_seeds", "model_name_with_a_slash", "ensemble_name_with_a_space", "dataset_name_with_a_colon"],
+    ids=["model_block", "dataset_override", "top_level", "epochs_from_1000_would_repeat_augmentation_seeds", "model_name_with_a_slash", "ensemble_name_with_a_space", "dataset_name_with_a_colon", "model_name_of_dots", "model_name_starting_with_a_dash", "model_name_that_yaml_reads_as_a_number"],
 )
 def test_bad_config_key_fails_at_start_up(tmp_path, bad_config, message):
     output = start_up_output(tmp_path, bad_config)

@@ -50,10 +50,15 @@ def export(model_path, fmt: str, out=None) -> Path:
 
 def export_checked(model_path, fmt: str, out=None, tolerance: float = 1e-4) -> tuple[Path, float]:
     """``export``, then ``verify``: returns the path and the largest difference, or removes what
-    it wrote and raises ExportMismatch when the difference is above ``tolerance``."""
+    it wrote and raises ExportMismatch when the difference is above ``tolerance`` (or NaN); removes
+    it too when the check itself fails."""
     written = export(model_path, fmt, out)
-    difference = verify(model_path, written, fmt)
-    if difference > tolerance:
+    try:
+        difference = verify(model_path, written, fmt)
+    except Exception:
+        remove(written)
+        raise
+    if not difference <= tolerance:  # also a NaN difference
         remove(written)
         raise ExportMismatch(f"the exported {fmt} model differs from Keras by {difference:.2e} on sample inputs, above the tolerance {tolerance:g}; {written} removed")
     return written, difference

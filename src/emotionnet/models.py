@@ -15,6 +15,9 @@ import keras
 
 INPUT_SHAPE = (48, 48, 1)
 N_CLASSES = 7
+# Raised whenever a builder lays out other layers for the same hyperparameters, so that a training
+# checkpoint written with the old layers is not resumed (2: projections subsample, then 1x1 conv).
+LAYOUT_VERSION = 2
 
 
 def seed(dropout_conv: float = 0.25, dropout_dense: float = 0.5):

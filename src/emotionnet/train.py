@@ -242,8 +242,11 @@ def class_weights(labels, mode: str):
 
 
 def fingerprint(settings: dict, seed: int, train_labels, val_labels, targets=None) -> str:
-    """Identifies a training run; a checkpoint is resumed only by the run that wrote it."""
-    content = json.dumps({"settings": settings, "seed": seed, "train": train_labels.tolist(), "val": val_labels.tolist()}, sort_keys=True)
+    """Identifies a training run; a checkpoint is resumed only by the run that wrote it (same
+    settings, seed, data and the builders' ``models.LAYOUT_VERSION``)."""
+    from emotionnet import models
+
+    content = json.dumps({"settings": settings, "seed": seed, "train": train_labels.tolist(), "val": val_labels.tolist(), "layout": models.LAYOUT_VERSION}, sort_keys=True)
     digest = hashlib.sha256(content.encode())
     if targets is not None:
         digest.update(np.ascontiguousarray(targets, np.float32).tobytes())

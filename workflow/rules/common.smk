@@ -3,6 +3,7 @@
 Nothing here imports TensorFlow: parsing the DAG stays fast."""
 
 import copy
+import re
 from pathlib import Path
 
 import jsonschema
@@ -22,7 +23,9 @@ def validate_config(config):
             raise
         where = f"config key '{'.'.join(map(str, cause.path))}'" if cause.path else "config (top level)"
         message = cause.message
-        if "propertyNames" in cause.schema_path:
+        if "propertyNames" in cause.schema_path and cause.validator == "type":
+            message = f"name {cause.instance!r} is not text: quote it in the YAML ('{cause.instance}')"
+        elif "propertyNames" in cause.schema_path:
             message = f"name {cause.instance!r} not allowed: names become folder names under results/, so use only letters, digits, '_', '.' and '-', starting with a letter or digit"
         raise ValueError(f"{where}: {message}") from None
 
@@ -112,8 +115,8 @@ def _check_config():
 _check_config()
 
 wildcard_constraints:
-    dataset="|".join(config["datasets"]),
-    model="|".join(config["models"]),
+    dataset="|".join(map(re.escape, config["datasets"])),
+    model="|".join(map(re.escape, config["models"])),
     split="train|val|test",
     eval_split="val|test",
 
