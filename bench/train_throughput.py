@@ -2,8 +2,9 @@
 (uint8 -> float per batch, augmentation, prefetch) against plain ``model.fit`` on a float32 array,
 and against the naive way to augment (Keras' random preprocessing layers in front of the model, fed
 by plain ``fit``), with XLA compilation, with bfloat16 mixed precision (``precision:
-mixed_bfloat16``), and with Keras' default of one training step per call into TensorFlow instead
-of the project's ``train.STEPS_PER_CALL`` (plain ``fit`` runs with Keras' default); achieved
+mixed_bfloat16``), with Keras' own batch-norm layers instead of the project's fused ones
+(``batch_norm: keras``), and with Keras' default of one training step per call into TensorFlow
+instead of the project's ``train.STEPS_PER_CALL`` (plain ``fit`` runs with Keras' default); achieved
 GFLOP/s against this machine's fp32 peak (bfloat16 runs on other units, e.g. AMX, and can exceed
 it). Each figure is the median pass; the fastest pass is printed too, since
 passes of one contender can differ by 1.5x on a shared machine.
@@ -12,7 +13,7 @@ passes of one contender can differ by 1.5x on a shared machine.
                                      [--contenders KEY ...]
 
 ``--contenders`` times only some of them (keys plain, keras, no-augment, pipeline, one-step, xla,
-bf16; plain fit and the pipeline with augmentation always run), e.g. ``--images 28709
+bf16, keras-bn; plain fit and the pipeline with augmentation always run), e.g. ``--images 28709
 --contenders plain pipeline`` for whole real epochs in reasonable time.
 """
 
@@ -40,7 +41,8 @@ BFLOAT16 = "pipeline + augmentation, bfloat16"
 ONE_STEP = "pipeline + augmentation, 1 step per call"
 NO_AUGMENT = "pipeline, no augmentation"
 XLA = "pipeline + augmentation + XLA"
-CONTENDERS = {"plain": PLAIN, "keras": KERAS_LAYERS, "no-augment": NO_AUGMENT, "pipeline": PIPELINE, "one-step": ONE_STEP, "xla": XLA, "bf16": BFLOAT16}
+KERAS_BATCH_NORM = "pipeline + augmentation, Keras batch norm"
+CONTENDERS = {"plain": PLAIN, "keras": KERAS_LAYERS, "no-augment": NO_AUGMENT, "pipeline": PIPELINE, "one-step": ONE_STEP, "xla": XLA, "bf16": BFLOAT16, "keras-bn": KERAS_BATCH_NORM}
 AUGMENT = {"flip": True, "translate": 0.1, "rotate": 0.04, "zoom": 0.1, "contrast": 0.2, "erase": 0.25}
 
 
@@ -64,9 +66,10 @@ def peak_gflops(cpuinfo: str | None = None, cores: int | None = None) -> tuple[f
 def model_settings(name: str, block: dict) -> dict:
     # every contender times the network on whole 48x48 images (a crop model's training steps cost
     # about (crop/48)^2 of that), in float32 unless it is the bfloat16 contender, whatever
-    # precision the model's config block trains in; without weight averaging, whose callback (never
+    # precision the model's config block trains in; with the project's fused batch-norm layers
+    # unless it is the Keras batch-norm contender; without weight averaging, whose callback (never
     # attached here) would make every contender train one step per call
-    settings = {**train.DEFAULTS, **block, "epochs": 1, "schedule": "constant", "warmup_epochs": 0, "crop": None, "precision": "float32", "weight_average_decay": None}
+    settings = {**train.DEFAULTS, **block, "epochs": 1, "schedule": "constant", "warmup_epochs": 0, "crop": None, "precision": "float32", "batch_norm": "fused", "weight_average_decay": None}
     settings.pop("seed", None)
     return settings
 
@@ -115,6 +118,7 @@ def contenders(settings, images, labels, keys=None):
         ONE_STEP: lambda: (train.build_compiled_model(settings, steps, steps_per_call=1), pipeline_arguments(AUGMENT)),
         XLA: lambda: (train.build_compiled_model({**settings, "jit_compile": True}, steps), pipeline_arguments(AUGMENT)),
         BFLOAT16: lambda: (train.build_compiled_model({**settings, "precision": "mixed_bfloat16"}, steps), pipeline_arguments(AUGMENT)),
+        KERAS_BATCH_NORM: lambda: (train.build_compiled_model({**settings, "batch_norm": "keras"}, steps), pipeline_arguments(AUGMENT)),
     }
     chosen = {PLAIN, PIPELINE} | {CONTENDERS[key] for key in (CONTENDERS if keys is None else keys)}
     return {label: build() for label, build in builders.items() if label in chosen}
@@ -174,7 +178,7 @@ def main():
     if len(images) < args.images:
         print(f"note: the CSV has only {len(images)} training images, not the {args.images} asked for\n")
     print(f"{'model':<14}{'contender':<40}{'img/s':>7}{'GFLOP/s':>9}{'% peak':>8}{'vs plain':>9}{'fastest':>9}{'vs plain':>9}")
-    worst, worst_fastest, worst_keras, best_peak = np.inf, np.inf, np.inf, 0.0
+    worst, worst_fastest, worst_keras, best_peak, fused_ratios = np.inf, np.inf, np.inf, 0.0, []
     for name in names:
         seconds, flops_per_image = time_contenders(model_settings(name, config["models"][name]), images, labels, args.repeats, args.contenders)
         plain, plain_fastest = len(images) / median(seconds[PLAIN]), len(images) / min(seconds[PLAIN])
@@ -189,11 +193,14 @@ def main():
         worst_fastest = min(worst_fastest, len(images) / min(seconds[PIPELINE]) / plain_fastest)
         if KERAS_LAYERS in seconds:
             worst_keras = min(worst_keras, pipeline / (len(images) / median(seconds[KERAS_LAYERS])))
+        if KERAS_BATCH_NORM in seconds:
+            fused_ratios.append(pipeline / (len(images) / median(seconds[KERAS_BATCH_NORM])))
         print()
     keras_part = f" and at worst {worst_keras:.2f}x plain fit with Keras augmentation layers" if np.isfinite(worst_keras) else ""
+    fused_part = f"; fused batch norm {min(fused_ratios):.2f}x-{max(fused_ratios):.2f}x Keras' layers" if fused_ratios else ""
     print(
         f"SUMMARY train: pipeline with augmentation is at worst {worst:.2f}x plain fit without augmentation "
-        f"({worst_fastest:.2f}x comparing fastest passes){keras_part}; best model reaches {100 * best_peak:.0f}% of the fp32 peak FLOP/s"
+        f"({worst_fastest:.2f}x comparing fastest passes){keras_part}{fused_part}; best model reaches {100 * best_peak:.0f}% of the fp32 peak FLOP/s"
     )
 
 

@@ -147,6 +147,68 @@ def mini_xception(width: int = 8, block_widths=(16, 32, 64, 128), input_shape=IN
 REGISTRY = {"seed": seed, "vgg_bn": vgg_bn, "resnet": resnet, "mini_xception": mini_xception}
 
 
+@keras.saving.register_keras_serializable(package="emotionnet")
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` (same weights, same function, same moving averages)
+    whose training step runs as TensorFlow's fused batch-norm op: one kernel per layer and its
+    gradient, in the layer's compute dtype. Keras' own layer computes the batch moments and the
+    normalisation as a dozen element-wise ops in float32, casting bfloat16 activations up and back,
+    which took more time than the convolutions (bench/train_throughput.py, contender ``keras-bn``).
+    Inference, and inputs the fused op does not take (masks, renorm, other axes, ranks other than
+    2 and 4), use Keras' computation."""
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or not self._fusable(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        shape = tf.shape(inputs)
+        images = inputs if len(inputs.shape) == 4 else tf.reshape(inputs, [-1, 1, 1, inputs.shape[-1]])
+        channels = images.shape[-1]
+        scale = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones([channels])
+        offset = tf.cast(self.beta, tf.float32) if self.center else tf.zeros([channels])
+        empty = tf.constant([], tf.float32)
+        outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=images, scale=scale, offset=offset, mean=empty, variance=empty, epsilon=self.epsilon, exponential_avg_factor=1.0, data_format="NHWC", is_training=True
+        )
+        # The fused op returns the unbiased (n - 1) batch variance; Keras averages the biased one.
+        count = tf.cast(tf.size(images) // channels, tf.float32)
+        variance = variance * (count - 1.0) / tf.maximum(count, 1.0)
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        return tf.cast(tf.reshape(outputs, shape), self.compute_dtype)
+
+    def _fusable(self, inputs, mask) -> bool:
+        rank = len(inputs.shape)
+        return (
+            keras.backend.backend() == "tensorflow"
+            and mask is None
+            and not self.renorm
+            and rank in (2, 4)
+            and self.axis in (-1, rank - 1)
+            and inputs.dtype in ("float32", "bfloat16", "float16")
+        )
+
+
+BATCH_NORMS = ("fused", "keras")
+
+
+def with_batch_norm(model: keras.Model, batch_norm: str) -> keras.Model:
+    """``model`` itself for ``"keras"``; for ``"fused"`` a copy whose BatchNormalization layers are
+    FusedBatchNormalization layers with the same configuration (fresh weights in the same order,
+    so ``set_weights`` moves weights between the two)."""
+    if batch_norm not in BATCH_NORMS:
+        raise ValueError(f"unknown batch_norm {batch_norm!r} (use {' or '.join(map(repr, BATCH_NORMS))})")
+    if batch_norm == "keras":
+        return model
+
+    def clone(layer):
+        kind = FusedBatchNormalization if type(layer) is keras.layers.BatchNormalization else type(layer)
+        return kind.from_config(layer.get_config())
+
+    return keras.models.clone_model(model, clone_function=clone)
+
+
 def build(architecture: str, input_shape=None, **hyperparameters) -> keras.Model:
     """Build a registered architecture by name, for 48x48 images unless ``input_shape`` says
     otherwise (only the global-pooling architectures take other sizes; (None, None, 1) takes any)."""

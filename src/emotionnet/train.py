@@ -40,6 +40,7 @@ DEFAULTS = {
     "augment": {},
     "jit_compile": False,
     "precision": "float32",
+    "batch_norm": "fused",
     "weight_average_decay": None,
     "crop": None,
     "teacher": [],
@@ -181,18 +182,19 @@ def dtype_policy(name: str):
         keras.mixed_precision.set_dtype_policy(previous)
 
 
-def build_model(settings: dict, precision: str = "float32", input_shape=None):
+def build_model(settings: dict, precision: str = "float32", input_shape=None, batch_norm: str = "keras"):
     """The registered architecture of ``settings``, uncompiled, with layers of ``precision``, for
-    48x48 images unless ``input_shape`` says otherwise."""
+    48x48 images unless ``input_shape`` says otherwise, and with ``batch_norm`` layers
+    (``models.with_batch_norm``)."""
     from emotionnet import models
 
     with dtype_policy(precision):
-        return models.build(settings["architecture"], input_shape, **settings["hyperparameters"])
+        return models.with_batch_norm(models.build(settings["architecture"], input_shape, **settings["hyperparameters"]), batch_norm)
 
 
 def float32_copy(model, settings: dict):
-    """The same architecture and weights with float32 layers for 48x48 images (what is saved and
-    evaluated)."""
+    """The same architecture and weights with float32 layers for 48x48 images and Keras' own
+    batch-norm layers (what is saved and evaluated: loads with plain Keras)."""
     copy = build_model(settings)
     copy.set_weights(model.get_weights())
     return copy
@@ -201,8 +203,10 @@ def float32_copy(model, settings: dict):
 def build_compiled_model(settings: dict, steps_per_epoch: int, steps_per_call: int | None = None):
     """The registered architecture, compiled with the configured optimiser and loss. A model that
     trains on crops takes images of any size: crops in training, whole images in validation."""
-    input_shape = (None, None, 1) if settings.get("crop") else None
-    return compile_model(build_model(settings, settings["precision"], input_shape), settings, steps_per_epoch, steps_per_call)
+    settings = {**DEFAULTS, **settings}
+    input_shape = (None, None, 1) if settings["crop"] else None
+    model = build_model(settings, settings["precision"], input_shape, settings["batch_norm"])
+    return compile_model(model, settings, steps_per_epoch, steps_per_call)
 
 
 def training_steps_per_call(settings: dict) -> int:
@@ -414,7 +418,8 @@ def distillation_targets(train_labels, teacher_probabilities, weight: float):
 
 def train(train_images, train_labels, val_images, val_labels, *, settings: dict, seed: int, checkpoint_dir, threads: int = 1, deterministic: bool = True, memory_budget_mb: float | None = None, teacher_probabilities=None):
     """Train a model as ``settings`` describe; returns (model with best-val weights, history rows).
-    A mixed-precision or crop run returns a float32 copy of its model for 48x48 images.
+    A mixed-precision, crop or fused batch-norm run returns a float32 copy of its model for 48x48
+    images with Keras' own layers.
 
     Resumes from ``checkpoint_dir`` when it holds a checkpoint of the same run. Stops with
     TrainingMemoryError when the process's memory passes ``memory_budget_mb``. With
@@ -461,7 +466,7 @@ def train(train_images, train_labels, val_images, val_labels, *, settings: dict,
             log.info("early stopping: val accuracy has not improved for %d epochs", patience)
             break
     model.load_weights(checkpoint.best_path)
-    if settings["precision"] != "float32" or settings["crop"]:
+    if settings["precision"] != "float32" or settings["crop"] or settings["batch_norm"] != "keras":
         model = float32_copy(model, settings)
     return model, state["history"]
 
