@@ -3,7 +3,7 @@
 and against the naive way to augment (Keras' random preprocessing layers in front of the model, fed
 by plain ``fit``), with XLA compilation, with bfloat16 mixed precision (``precision:
 mixed_bfloat16``), with Keras' own batch-norm layers instead of the project's fused ones
-(``batch_norm: keras``), and with Keras' default of one training step per call into TensorFlow
+(``batch_norm: keras``, in float32 and in bfloat16), and with Keras' default of one training step per call into TensorFlow
 instead of the project's ``train.STEPS_PER_CALL`` (plain ``fit`` runs with Keras' default); achieved
 GFLOP/s against this machine's fp32 peak (bfloat16 runs on other units, e.g. AMX, and can exceed
 it). Each figure is the median pass; the fastest pass is printed too, since
@@ -13,7 +13,7 @@ passes of one contender can differ by 1.5x on a shared machine.
                                      [--contenders KEY ...]
 
 ``--contenders`` times only some of them (keys plain, keras, no-augment, pipeline, one-step, xla,
-bf16, keras-bn; plain fit and the pipeline with augmentation always run), e.g. ``--images 28709
+bf16, keras-bn, bf16-keras-bn; plain fit and the pipeline with augmentation always run), e.g. ``--images 28709
 --contenders plain pipeline`` for whole real epochs in reasonable time.
 """
 
@@ -42,7 +42,19 @@ ONE_STEP = "pipeline + augmentation, 1 step per call"
 NO_AUGMENT = "pipeline, no augmentation"
 XLA = "pipeline + augmentation + XLA"
 KERAS_BATCH_NORM = "pipeline + augmentation, Keras batch norm"
-CONTENDERS = {"plain": PLAIN, "keras": KERAS_LAYERS, "no-augment": NO_AUGMENT, "pipeline": PIPELINE, "one-step": ONE_STEP, "xla": XLA, "bf16": BFLOAT16, "keras-bn": KERAS_BATCH_NORM}
+BFLOAT16_KERAS_BATCH_NORM = "pipeline + aug, bfloat16, Keras b. norm"
+CONTENDERS = {
+    "plain": PLAIN,
+    "keras": KERAS_LAYERS,
+    "no-augment": NO_AUGMENT,
+    "pipeline": PIPELINE,
+    "one-step": ONE_STEP,
+    "xla": XLA,
+    "bf16": BFLOAT16,
+    "keras-bn": KERAS_BATCH_NORM,
+    "bf16-keras-bn": BFLOAT16_KERAS_BATCH_NORM,
+}
+BFLOAT16_LABELS = (BFLOAT16, BFLOAT16_KERAS_BATCH_NORM)
 AUGMENT = {"flip": True, "translate": 0.1, "rotate": 0.04, "zoom": 0.1, "contrast": 0.2, "erase": 0.25}
 
 
@@ -119,6 +131,7 @@ def contenders(settings, images, labels, keys=None):
         XLA: lambda: (train.build_compiled_model({**settings, "jit_compile": True}, steps), pipeline_arguments(AUGMENT)),
         BFLOAT16: lambda: (train.build_compiled_model({**settings, "precision": "mixed_bfloat16"}, steps), pipeline_arguments(AUGMENT)),
         KERAS_BATCH_NORM: lambda: (train.build_compiled_model({**settings, "batch_norm": "keras"}, steps), pipeline_arguments(AUGMENT)),
+        BFLOAT16_KERAS_BATCH_NORM: lambda: (train.build_compiled_model({**settings, "precision": "mixed_bfloat16", "batch_norm": "keras"}, steps), pipeline_arguments(AUGMENT)),
     }
     chosen = {PLAIN, PIPELINE} | {CONTENDERS[key] for key in (CONTENDERS if keys is None else keys)}
     return {label: build() for label, build in builders.items() if label in chosen}
@@ -186,15 +199,16 @@ def main():
             rate, fastest = len(images) / median(values), len(images) / min(values)
             gflops = rate * flops_per_image / 1e9
             print(f"{name:<14}{label:<40}{rate:>7.0f}{gflops:>9.1f}{100 * gflops / peak:>7.0f}%{rate / plain:>8.2f}x{fastest:>9.0f}{fastest / plain_fastest:>8.2f}x")
-            if label != BFLOAT16:
+            if label not in BFLOAT16_LABELS:
                 best_peak = max(best_peak, gflops / peak)
         pipeline = len(images) / median(seconds[PIPELINE])
         worst = min(worst, pipeline / plain)
         worst_fastest = min(worst_fastest, len(images) / min(seconds[PIPELINE]) / plain_fastest)
         if KERAS_LAYERS in seconds:
             worst_keras = min(worst_keras, pipeline / (len(images) / median(seconds[KERAS_LAYERS])))
-        if KERAS_BATCH_NORM in seconds:
-            fused_ratios.append(pipeline / (len(images) / median(seconds[KERAS_BATCH_NORM])))
+        for fused, keras_layers in ((PIPELINE, KERAS_BATCH_NORM), (BFLOAT16, BFLOAT16_KERAS_BATCH_NORM)):
+            if fused in seconds and keras_layers in seconds:
+                fused_ratios.append(median(seconds[keras_layers]) / median(seconds[fused]))
         print()
     keras_part = f" and at worst {worst_keras:.2f}x plain fit with Keras augmentation layers" if np.isfinite(worst_keras) else ""
     fused_part = f"; fused batch norm {min(fused_ratios):.2f}x-{max(fused_ratios):.2f}x Keras' layers" if fused_ratios else ""

@@ -350,9 +350,12 @@ def test_train_contenders_differ_only_as_labelled(bench, monkeypatch, name):
         module.ONE_STEP: 1,
         module.XLA: train.STEPS_PER_CALL,
         module.BFLOAT16: train.STEPS_PER_CALL,
+        module.KERAS_BATCH_NORM: train.STEPS_PER_CALL,
+        module.BFLOAT16_KERAS_BATCH_NORM: train.STEPS_PER_CALL,
     }
     for label, (used, _) in resolved.items():
-        assert used["precision"] == ("mixed_bfloat16" if label == module.BFLOAT16 else "float32"), label
+        assert used["precision"] == ("mixed_bfloat16" if label in module.BFLOAT16_LABELS else "float32"), label
+        assert used["batch_norm"] == ("keras" if label in (module.KERAS_BATCH_NORM, module.BFLOAT16_KERAS_BATCH_NORM) else "fused"), label
         assert used["jit_compile"] is (label == module.XLA), label
         assert used["crop"] is None and used["epochs"] == 1 and used["schedule"] == "constant", label
     plain = runs[module.PLAIN][1]()
@@ -381,6 +384,7 @@ TRAIN_PASSES = {  # model -> contender -> seconds of 3 passes of 1,000 images; f
             "pipeline + augmentation, 1 step per call": [2.0, 2.0, 2.0],
             "pipeline + augmentation + XLA": [5.0, 5.0, 5.0],
             "pipeline + augmentation, bfloat16": [0.25, 0.25, 0.25],  # 4000 img/s: above every float32 row
+            "pipeline + augmentation, Keras batch norm": [1.6, 1.3, 5.0],  # 625 median: seed has no batch norm
         },
         1e8,
     ),
@@ -393,6 +397,8 @@ TRAIN_PASSES = {  # model -> contender -> seconds of 3 passes of 1,000 images; f
             "pipeline + augmentation, 1 step per call": [2.0, 2.0, 2.0],
             "pipeline + augmentation + XLA": [5.0, 5.0, 5.0],
             "pipeline + augmentation, bfloat16": [0.1, 0.1, 0.1],
+            "pipeline + augmentation, Keras batch norm": [2.5, 2.5, 2.5],  # 400 median: the fused layers 2.00x
+            "pipeline + aug, bfloat16, Keras b. norm": [0.3, 0.3, 0.3],  # the fused bfloat16 layers 3.00x
         },
         2e7,
     ),
@@ -433,13 +439,15 @@ def test_train_main_table_and_summary(bench, monkeypatch, capsys, tmp_path, orde
     assert rows["seed", "pipeline + augmentation, bfloat16"] == [4000, 400.0, 200, 8.0, 4000, 4.0]
     assert rows["compact", "plain fit, float32 array"] == [1000, 20.0, 10, 1.0, 2000, 1.0]
     assert rows["compact", "pipeline + augmentation"] == [800, 16.0, 8, 0.8, 2500, 1.25]
-    assert len(rows) == 14
+    assert rows["compact", "pipeline + augmentation, Keras batch norm"] == [400, 8.0, 4, 0.4, 400, 0.2]
+    assert rows["compact", "pipeline + aug, bfloat16, Keras b. norm"] == [3333, 66.7, 33, 3.33, 3333, 1.67]
+    assert len(rows) == 17
     # worst over models: medians 1.25x (seed) and 0.80x (compact); fastest 0.80x (seed) and 1.25x
     # (compact); against Keras layers 2.50x (seed) and 0.64x (compact); best float32 row: seed's
     # pipeline without augmentation, 1000 img/s x 0.1 GFLOP = 100 GFLOP/s = 50% (bfloat16: 200%)
     assert summary_lines(output) == [
         "SUMMARY train: pipeline with augmentation is at worst 0.80x plain fit without augmentation (0.80x comparing fastest passes) "
-        "and at worst 0.64x plain fit with Keras augmentation layers; best model reaches 50% of the fp32 peak FLOP/s"
+        "and at worst 0.64x plain fit with Keras augmentation layers; fused batch norm 1.00x-3.00x Keras' layers; best model reaches 50% of the fp32 peak FLOP/s"
     ]
 
 
@@ -449,7 +457,7 @@ def test_train_summary_without_the_keras_contender_leaves_its_ratio_out(bench, m
     monkeypatch.setattr(module, "peak_gflops", lambda: (200.0, "fake peak"))
     monkeypatch.setattr(module, "time_contenders", fake_time_contenders(["seed", "compact"], module.CONTENDERS))
     output = run_main(module, monkeypatch, capsys, "--csv", tmp_path / "x.csv", "--images", 1000, "--repeats", 3, "--models", "seed", "compact", "--contenders", "plain", "pipeline")
-    assert "Keras augmentation layers" not in output and "bfloat16" not in output
+    assert "Keras augmentation layers" not in output and "bfloat16" not in output and "batch norm" not in output
     # best float32 row now the pipeline with augmentation: seed's 625 img/s x 0.1 GFLOP = 62.5 GFLOP/s = 31%
     assert summary_lines(output) == ["SUMMARY train: pipeline with augmentation is at worst 0.80x plain fit without augmentation (0.80x comparing fastest passes); best model reaches 31% of the fp32 peak FLOP/s"]
 

@@ -3,7 +3,8 @@ config's model block (``build`` refuses names a builder does not take), and retu
 ``keras.Model`` whose inputs are float images scaled to [0, 1] with shape (48, 48, 1) (the
 global-pooling architectures can also be built for other sizes, to train on crops). The output
 layer always computes in float32, so that under a mixed-precision policy the probabilities (and
-the loss) keep full precision."""
+the loss) keep full precision. Every layer has a fixed name (those Keras would give it in a fresh
+process), so a model built later in a process saves the same weight file as one built first."""
 
 from __future__ import annotations
 
@@ -24,15 +25,15 @@ def seed(dropout_conv: float = 0.25, dropout_dense: float = 0.5):
     """The reference CNN: Conv32-Conv64-MaxPool-Dropout-Flatten-Dense128-Dropout-Dense7."""
     return keras.Sequential(
         [
-            keras.Input(INPUT_SHAPE),
-            keras.layers.Conv2D(32, 3, activation="relu"),
-            keras.layers.Conv2D(64, 3, activation="relu"),
-            keras.layers.MaxPooling2D(2),
-            keras.layers.Dropout(dropout_conv),
-            keras.layers.Flatten(),
-            keras.layers.Dense(128, activation="relu"),
-            keras.layers.Dropout(dropout_dense),
-            keras.layers.Dense(N_CLASSES, activation="softmax", dtype="float32"),
+            keras.Input(INPUT_SHAPE, name="input_layer"),
+            keras.layers.Conv2D(32, 3, activation="relu", name="conv2d"),
+            keras.layers.Conv2D(64, 3, activation="relu", name="conv2d_1"),
+            keras.layers.MaxPooling2D(2, name="max_pooling2d"),
+            keras.layers.Dropout(dropout_conv, name="dropout"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(128, activation="relu", name="dense"),
+            keras.layers.Dropout(dropout_dense, name="dropout_1"),
+            keras.layers.Dense(N_CLASSES, activation="softmax", dtype="float32", name="dense_1"),
         ],
         name="seed",
     )
@@ -55,6 +56,12 @@ def _projection(tensor, filters, strides, name):
     return keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_project")(tensor)
 
 
+def _classifier(tensor, dropout):
+    """Dropout, then the 7-way softmax layer (in float32)."""
+    tensor = keras.layers.Dropout(dropout, name="dropout")(tensor)
+    return keras.layers.Dense(N_CLASSES, activation="softmax", dtype="float32", name="dense")(tensor)
+
+
 def standardize_images(tensor):
     """Each image shifted and scaled to mean 0 and standard deviation 1 over its pixels (a
     parameter-free layer normalization), so that brightness and contrast no longer matter; the
@@ -72,7 +79,7 @@ def vgg_bn(widths=(32, 64, 128, 256), convs_per_stage: int = 2, dropout: float =
         raise ValueError(f"vgg_bn: head must be 'average' or 'flatten', got {head!r}")
     if head == "flatten" and tuple(input_shape) != INPUT_SHAPE:
         raise ValueError(f"architecture 'vgg_bn' with head 'flatten' takes only {INPUT_SHAPE[0]}x{INPUT_SHAPE[1]} images (it flattens its feature map), so it cannot train on crops")
-    inputs = keras.Input(input_shape)
+    inputs = keras.Input(input_shape, name="input_layer")
     tensor = standardize_images(inputs) if standardize else inputs
     for stage, filters in enumerate(widths):
         for index in range(convs_per_stage):
@@ -80,16 +87,14 @@ def vgg_bn(widths=(32, 64, 128, 256), convs_per_stage: int = 2, dropout: float =
         if stage < len(widths) - 1:
             tensor = keras.layers.MaxPooling2D(2, name=f"stage{stage}_pool")(tensor)
     if head == "average":
-        tensor = keras.layers.GlobalAveragePooling2D()(tensor)
+        tensor = keras.layers.GlobalAveragePooling2D(name="global_average_pooling2d")(tensor)
     else:
         tensor = keras.layers.Flatten(name="head_flatten")(tensor)
         tensor = keras.layers.Dropout(dropout, name="head_dropout")(tensor)
         tensor = keras.layers.Dense(dense_units, use_bias=False, name="head_dense")(tensor)
         tensor = keras.layers.BatchNormalization(name="head_bn")(tensor)
         tensor = keras.layers.ReLU(name="head_relu")(tensor)
-    tensor = keras.layers.Dropout(dropout)(tensor)
-    outputs = keras.layers.Dense(N_CLASSES, activation="softmax", dtype="float32")(tensor)
-    return keras.Model(inputs, outputs, name="vgg_bn")
+    return keras.Model(inputs, _classifier(tensor, dropout), name="vgg_bn")
 
 
 def resnet(widths=(32, 64, 128, 256), blocks_per_stage: int | list = 2, dropout: float = 0.3, input_shape=INPUT_SHAPE):
@@ -99,7 +104,7 @@ def resnet(widths=(32, 64, 128, 256), blocks_per_stage: int | list = 2, dropout:
     blocks = [blocks_per_stage] * len(widths) if isinstance(blocks_per_stage, int) else list(blocks_per_stage)
     if len(blocks) != len(widths) or min(blocks) < 1:
         raise ValueError(f"resnet: blocks_per_stage must be a number >= 1 or one such number per stage ({len(widths)}), got {blocks_per_stage!r}")
-    inputs = keras.Input(input_shape)
+    inputs = keras.Input(input_shape, name="input_layer")
     tensor = _conv_bn_relu(inputs, widths[0], "stem")
     for stage, filters in enumerate(widths):
         for block in range(blocks[stage]):
@@ -115,16 +120,14 @@ def resnet(widths=(32, 64, 128, 256), blocks_per_stage: int | list = 2, dropout:
                 shortcut = _projection(shortcut, filters, strides, name)
                 shortcut = keras.layers.BatchNormalization(name=f"{name}_project_bn")(shortcut)
             tensor = keras.layers.ReLU(name=f"{name}_out")(keras.layers.Add(name=f"{name}_add")([tensor, shortcut]))
-    tensor = keras.layers.GlobalAveragePooling2D()(tensor)
-    tensor = keras.layers.Dropout(dropout)(tensor)
-    outputs = keras.layers.Dense(N_CLASSES, activation="softmax", dtype="float32")(tensor)
-    return keras.Model(inputs, outputs, name="resnet")
+    tensor = keras.layers.GlobalAveragePooling2D(name="global_average_pooling2d")(tensor)
+    return keras.Model(inputs, _classifier(tensor, dropout), name="resnet")
 
 
 def mini_xception(width: int = 8, block_widths=(16, 32, 64, 128), input_shape=INPUT_SHAPE):
     """mini-XCEPTION (Arriaga et al. 2017): two plain convs, four depthwise-separable residual
     blocks, and a convolutional classifier with global average pooling (about 58k parameters)."""
-    inputs = keras.Input(input_shape)
+    inputs = keras.Input(input_shape, name="input_layer")
     tensor = _conv_bn_relu(inputs, width, "stem0")
     tensor = _conv_bn_relu(tensor, width, "stem1")
     for index, filters in enumerate(block_widths):
@@ -139,8 +142,8 @@ def mini_xception(width: int = 8, block_widths=(16, 32, 64, 128), input_shape=IN
         tensor = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=f"{name}_pool")(tensor)
         tensor = keras.layers.Add(name=f"{name}_add")([tensor, shortcut])
     tensor = keras.layers.Conv2D(N_CLASSES, 3, padding="same", name="classifier")(tensor)
-    tensor = keras.layers.GlobalAveragePooling2D()(tensor)
-    outputs = keras.layers.Softmax(dtype="float32")(tensor)
+    tensor = keras.layers.GlobalAveragePooling2D(name="global_average_pooling2d")(tensor)
+    outputs = keras.layers.Softmax(dtype="float32", name="softmax")(tensor)
     return keras.Model(inputs, outputs, name="mini_xception")
 
 
@@ -193,13 +196,17 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
 BATCH_NORMS = ("fused", "keras")
 
 
+def has_fused_batch_norm(model: keras.Model) -> bool:
+    return any(isinstance(layer, FusedBatchNormalization) for layer in model.layers)
+
+
 def with_batch_norm(model: keras.Model, batch_norm: str) -> keras.Model:
-    """``model`` itself for ``"keras"``; for ``"fused"`` a copy whose BatchNormalization layers are
-    FusedBatchNormalization layers with the same configuration (fresh weights in the same order,
-    so ``set_weights`` moves weights between the two)."""
+    """``model`` itself for ``"keras"`` or a model without batch norm; for ``"fused"`` a copy whose
+    BatchNormalization layers are FusedBatchNormalization layers with the same configuration and
+    names (fresh weights in the same order, so ``set_weights`` moves weights between the two)."""
     if batch_norm not in BATCH_NORMS:
         raise ValueError(f"unknown batch_norm {batch_norm!r} (use {' or '.join(map(repr, BATCH_NORMS))})")
-    if batch_norm == "keras":
+    if batch_norm == "keras" or not any(type(layer) is keras.layers.BatchNormalization for layer in model.layers):
         return model
 
     def clone(layer):

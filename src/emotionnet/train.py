@@ -278,6 +278,8 @@ class Checkpoint:
         """(model, state) of a matching earlier run, or None."""
         import keras
 
+        from emotionnet import models  # noqa: F401 - registers FusedBatchNormalization for loading
+
         if not self.state_path.exists():
             return None
         state = json.loads(self.state_path.read_text())
@@ -426,6 +428,8 @@ def train(train_images, train_labels, val_images, val_labels, *, settings: dict,
     ``weight_average_decay``, validation and the kept weights are the moving average of the
     weights (``averaging.WeightAverage``). With ``distillation`` > 0 the targets blend the labels
     with ``teacher_probabilities`` (see ``distillation_targets``)."""
+    from emotionnet import models
+
     settings = {**DEFAULTS, **settings}
     runtime.configure(threads=threads, seed=seed, deterministic=deterministic)
     steps_per_epoch = math.ceil(len(train_images) / settings["batch_size"])
@@ -466,7 +470,7 @@ def train(train_images, train_labels, val_images, val_labels, *, settings: dict,
             log.info("early stopping: val accuracy has not improved for %d epochs", patience)
             break
     model.load_weights(checkpoint.best_path)
-    if settings["precision"] != "float32" or settings["crop"] or settings["batch_norm"] != "keras":
+    if settings["precision"] != "float32" or settings["crop"] or models.has_fused_batch_norm(model):
         model = float32_copy(model, settings)
     return model, state["history"]
 
