@@ -35,7 +35,7 @@ def training_step(layer, inputs, upstream):
     return [np.asarray(tf.cast(value, tf.float32)) for value in [outputs, *gradients]]
 
 
-@pytest.mark.parametrize("shape", [(16, 6, 6, 12), (32, 12)])
+@pytest.mark.parametrize("shape", [(16, 6, 6, 12), (16, 6, 6, 32), (32, 12)])  # 12 channels: bfloat16 runs in float32
 @pytest.mark.parametrize("policy, tolerance", [("float32", 1e-5), ("mixed_bfloat16", 1e-2)])
 def test_fused_layer_trains_and_averages_as_keras_layer(shape, policy, tolerance):
     plain, fused = layer_pair(shape, policy)
@@ -130,3 +130,14 @@ def test_the_saved_copy_does_not_depend_on_the_models_built_before_it(tmp_path, 
     first.save_weights(tmp_path / "first.weights.h5")
     later.save_weights(tmp_path / "later.weights.h5")
     assert (tmp_path / "first.weights.h5").read_bytes() == (tmp_path / "later.weights.h5").read_bytes()
+
+
+def test_bfloat16_batch_norm_over_channels_onednn_runs_slowly_in_bfloat16_is_fused_in_float32():
+    def fused_input_types(channels):
+        _, layer = layer_pair((4, 6, 6, channels), "mixed_bfloat16")
+        step = tf.function(lambda inputs: layer(inputs, training=True))
+        graph = step.get_concrete_function(tf.TensorSpec((4, 6, 6, channels), tf.bfloat16)).graph
+        return {op.get_attr("T") for op in graph.get_operations() if op.type == "FusedBatchNormV3"}
+
+    assert fused_input_types(32) == {tf.bfloat16}
+    assert fused_input_types(8) == fused_input_types(56) == {tf.float32}

@@ -71,6 +71,32 @@ def test_predict_throughput_benchmark(small_csv, tmp_path):
     assert run_bench("predict_throughput.py", "--csv", small_csv, "--models", model, "--repeats", "1").startswith("SUMMARY predict: ")
 
 
+@pytest.mark.slow
+def test_train_profile_benchmark_finds_the_fused_op_only_in_the_fused_run():
+    result = subprocess.run([sys.executable, str(BENCH / "train_profile.py"), "--model", "fast", "--steps", "2"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    keras_part, fused_part = result.stdout.split("batch_norm: keras")[1].split("batch_norm: fused")
+    assert "FusedBatchNormV3" in fused_part and "batch norm " in fused_part
+    assert "FusedBatchNorm" not in keras_part and "batch norm " not in keras_part
+    assert keras_part.count("convolution") == 1 and fused_part.count("convolution") == 1
+    assert [line for line in result.stdout.splitlines() if line.startswith("SUMMARY")][0].startswith("SUMMARY profile: fast trains ")
+
+
+def test_train_profile_sorts_op_types_into_kinds():
+    module = load_bench("train_profile")
+    kinds = {op: module.op_kind(op) for op in ("_MklNativeConv2DBackpropFilter", "Conv2D", "_MklNativeMaxPoolGrad", "FusedBatchNormV3", "_MklFusedBatchNormGradV3", "Mul", "Cast", "ReluGrad")}
+    assert kinds == {
+        "_MklNativeConv2DBackpropFilter": "convolution",
+        "Conv2D": "convolution",
+        "_MklNativeMaxPoolGrad": "convolution",
+        "FusedBatchNormV3": "batch norm",
+        "_MklFusedBatchNormGradV3": "batch norm",
+        "Mul": "element-wise and other",
+        "Cast": "element-wise and other",
+        "ReluGrad": "element-wise and other",
+    }
+
+
 # --- helpers for the fast tests -----------------------------------------------------------------
 
 
