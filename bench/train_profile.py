@@ -27,16 +27,15 @@ from common import REPO, cpu_description  # noqa: E402
 from emotionnet import runtime, train  # noqa: E402
 
 CONVOLUTION_OPS = ("Conv2D", "Conv2DBackpropFilter", "Conv2DBackpropInput", "DepthwiseConv2dNative", "MaxPool", "MaxPoolGrad")
-BATCH_NORM_OPS = ("FusedBatchNormV3", "FusedBatchNormGradV3")
 
 
 def op_kind(op_type: str) -> str:
     """'convolution', 'batch norm' or 'element-wise and other' for an op type (oneDNN's _Mkl and
     _MklNative variants count as the op they replace)."""
-    base = op_type.replace("_MklNative", "").replace("_Mkl", "").replace("_FusedConv2D", "Conv2D")
+    base = op_type.replace("_MklNative", "").replace("_Mkl", "")
     if base in CONVOLUTION_OPS:
         return "convolution"
-    if base in BATCH_NORM_OPS or base.startswith("FusedBatchNorm"):
+    if base.startswith("FusedBatchNorm"):
         return "batch norm"
     return "element-wise and other"
 

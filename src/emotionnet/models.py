@@ -158,7 +158,8 @@ BFLOAT16_CHANNEL_BLOCK = 16
 class FusedBatchNormalization(keras.layers.BatchNormalization):
     """``keras.layers.BatchNormalization`` (same weights, same function, same moving averages)
     whose training step runs as TensorFlow's fused batch-norm op: one kernel per layer and its
-    gradient, in the layer's compute dtype. Keras' own layer computes the batch moments and the
+    gradient, in the layer's compute dtype (float32 for bfloat16 activations whose channel count
+    is not a multiple of BFLOAT16_CHANNEL_BLOCK). Keras' own layer computes the batch moments and the
     normalisation as a dozen element-wise ops in float32, casting bfloat16 activations up and back,
     which took more time than the convolutions (bench/train_throughput.py, contender ``keras-bn``).
     Inference, and inputs the fused op does not take (masks, renorm, other axes, ranks other than
