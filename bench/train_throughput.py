@@ -80,8 +80,9 @@ def model_settings(name: str, block: dict) -> dict:
     # about (crop/48)^2 of that), in float32 unless it is the bfloat16 contender, whatever
     # precision the model's config block trains in; with the project's fused batch-norm layers
     # unless it is the Keras batch-norm contender; without weight averaging, whose callback (never
-    # attached here) would make every contender train one step per call
-    settings = {**train.DEFAULTS, **block, "epochs": 1, "schedule": "constant", "warmup_epochs": 0, "crop": None, "precision": "float32", "batch_norm": "fused", "weight_average_decay": None}
+    # attached here) would make every contender train one step per call; with plain training steps
+    # (sharpness-aware ones cost two passes each, whatever feeds them)
+    settings = {**train.DEFAULTS, **block, "epochs": 1, "schedule": "constant", "warmup_epochs": 0, "crop": None, "precision": "float32", "batch_norm": "fused", "weight_average_decay": None, "sam_rho": 0.0}
     settings.pop("seed", None)
     return settings
 

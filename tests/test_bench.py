@@ -384,8 +384,15 @@ def test_train_contenders_differ_only_as_labelled(bench, monkeypatch, name):
         assert used["batch_norm"] == ("keras" if label in (module.KERAS_BATCH_NORM, module.BFLOAT16_KERAS_BATCH_NORM) else "fused"), label
         assert used["jit_compile"] is (label == module.XLA), label
         assert used["crop"] is None and used["epochs"] == 1 and used["schedule"] == "constant", label
+        assert not used["weight_average_decay"] and not used["sam_rho"], label
     plain = runs[module.PLAIN][1]()
     assert plain["x"].dtype == np.float32 and plain["batch_size"] == settings["batch_size"] and plain["shuffle"] is True
+
+
+def test_contenders_take_plain_training_steps_whatever_the_config_block_trains_with(bench):
+    block = {"architecture": "vgg_bn", "sam_rho": 0.05, "weight_average_decay": 0.999}
+    settings = bench.train_throughput.model_settings("sharp", block)
+    assert settings["sam_rho"] == 0 and settings["weight_average_decay"] is None
 
 
 def test_distinct_models_keeps_one_per_network_and_batch_size(bench):

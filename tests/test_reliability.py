@@ -251,12 +251,13 @@ CROP_RUN = {"architecture": "vgg_bn", "hyperparameters": {"widths": [8, 16], "co
 
 @pytest.mark.parametrize(
     "extra_settings",
-    [{}, {"weight_average_decay": 0.9}, CROP_RUN],
-    ids=["plain", "weight_average", "crop"],
+    [{}, {"weight_average_decay": 0.9}, CROP_RUN, {"sam_rho": 0.05}],
+    ids=["plain", "weight_average", "crop", "sharpness_aware"],
 )
 def test_a_resumed_training_gives_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch, extra_settings):
     """Checkpoint and resume in one process: also the Dropout layers' random state (and the
-    weight average, when on; a crop run's any-size model) must carry over. The kept (best) weights
+    weight average, when on; a crop run's any-size model; a sharpness-aware one's training step)
+    must carry over. The kept (best) weights
     may predate the interruption, so the last epoch's weights and every epoch's losses are compared
     too."""
     rng = np.random.default_rng(0)

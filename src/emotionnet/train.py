@@ -42,6 +42,7 @@ DEFAULTS = {
     "precision": "float32",
     "batch_norm": "fused",
     "weight_average_decay": None,
+    "sam_rho": 0.0,
     "crop": None,
     "teacher": [],
     "distillation": 0.0,
@@ -202,10 +203,15 @@ def float32_copy(model, settings: dict):
 
 def build_compiled_model(settings: dict, steps_per_epoch: int, steps_per_call: int | None = None):
     """The registered architecture, compiled with the configured optimiser and loss. A model that
-    trains on crops takes images of any size: crops in training, whole images in validation."""
+    trains on crops takes images of any size: crops in training, whole images in validation. With
+    ``sam_rho`` > 0 it trains with sharpness-aware minimisation (``sharpness``)."""
     settings = {**DEFAULTS, **settings}
     input_shape = (None, None, 1) if settings["crop"] else None
     model = build_model(settings, settings["precision"], input_shape, settings["batch_norm"])
+    if settings["sam_rho"]:
+        from emotionnet import sharpness
+
+        model = sharpness.sharpness_aware(model, settings["sam_rho"])
     return compile_model(model, settings, steps_per_epoch, steps_per_call)
 
 
@@ -278,7 +284,7 @@ class Checkpoint:
         """(model, state) of a matching earlier run, or None."""
         import keras
 
-        from emotionnet import models  # noqa: F401 - registers FusedBatchNormalization for loading
+        from emotionnet import models, sharpness  # noqa: F401 - register FusedBatchNormalization and SharpnessAwareModel for loading
 
         if not self.state_path.exists():
             return None
@@ -420,8 +426,8 @@ def distillation_targets(train_labels, teacher_probabilities, weight: float):
 
 def train(train_images, train_labels, val_images, val_labels, *, settings: dict, seed: int, checkpoint_dir, threads: int = 1, deterministic: bool = True, memory_budget_mb: float | None = None, teacher_probabilities=None):
     """Train a model as ``settings`` describe; returns (model with best-val weights, history rows).
-    A mixed-precision, crop or fused batch-norm run returns a float32 copy of its model for 48x48
-    images with Keras' own layers.
+    A mixed-precision, crop, fused batch-norm or sharpness-aware run returns a float32 copy of its
+    model for 48x48 images with Keras' own layers (a plain functional model).
 
     Resumes from ``checkpoint_dir`` when it holds a checkpoint of the same run. Stops with
     TrainingMemoryError when the process's memory passes ``memory_budget_mb``. With
@@ -470,7 +476,7 @@ def train(train_images, train_labels, val_images, val_labels, *, settings: dict,
             log.info("early stopping: val accuracy has not improved for %d epochs", patience)
             break
     model.load_weights(checkpoint.best_path)
-    if settings["precision"] != "float32" or settings["crop"] or models.has_fused_batch_norm(model):
+    if settings["precision"] != "float32" or settings["crop"] or settings["sam_rho"] or models.has_fused_batch_norm(model):
         model = float32_copy(model, settings)
     return model, state["history"]
 
