@@ -13,8 +13,14 @@ import tensorflow as tf
 @keras.saving.register_keras_serializable(package="emotionnet")
 class SharpnessAwareModel(keras.Model):
     """A functional model (``SharpnessAwareModel(inputs=..., outputs=..., rho=...)``) whose
-    training step is SAM's; prediction and evaluation are the plain model's. Batch-norm moving
-    statistics are updated by both passes of a step, as in the reference implementation."""
+    training step is SAM's; prediction and evaluation are the plain model's. As in the reference
+    implementation, the second pass changes no state: it drops the same units as the first (the
+    dropout seeds are rewound) and its batch-norm moving statistics are discarded. So the state
+    after a step is that of a plain step, and the logged loss and metrics are the first pass's.
+
+    In mixed bfloat16 the moved weights are rounded to bfloat16 for the second pass, whose steps
+    (about 1/256 of a weight) are larger than most weights' share of a small ``rho``: there the
+    perturbation reaches the second pass only partly."""
 
     def __init__(self, *args, rho: float = 0.05, **kwargs):
         super().__init__(*args, **kwargs)
@@ -31,15 +37,30 @@ class SharpnessAwareModel(keras.Model):
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
         return y_pred, loss, tape.gradient(loss, self.trainable_weights)
 
+    def _states(self):
+        """(dropout seed states, other non-trainable state such as batch-norm moving statistics)."""
+        states = self.non_trainable_variables
+        seeds = [variable for variable in states if "seed_generator_state" in variable.path]
+        return seeds, [variable for variable in states if "seed_generator_state" not in variable.path]
+
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        seeds, statistics = self._states()
+        seeds_before = [tf.identity(variable) for variable in seeds]
         y_pred, loss, gradients = self._loss_and_gradients(x, y, sample_weight)
+        # as Keras' own step does (a private attribute: the compiled loss tracker)
         self._loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])
+        statistics_after = [tf.identity(variable) for variable in statistics]
         scale = self.rho / (tf.linalg.global_norm(gradients) + 1e-12)
         steps = [gradient * scale for gradient in gradients]
         for weight, step in zip(self.trainable_weights, steps, strict=True):
             weight.assign_add(step)
+        seeds_after = [tf.identity(variable) for variable in seeds]
+        for variable, value in zip(seeds, seeds_before, strict=True):
+            variable.assign(value)
         _, _, sharp_gradients = self._loss_and_gradients(x, y, sample_weight)
+        for variable, value in zip([*seeds, *statistics], [*seeds_after, *statistics_after], strict=True):
+            variable.assign(value)
         for weight, step in zip(self.trainable_weights, steps, strict=True):
             weight.assign_sub(step)
         self.optimizer.apply_gradients(zip(sharp_gradients, self.trainable_weights, strict=True))
@@ -47,5 +68,6 @@ class SharpnessAwareModel(keras.Model):
 
 
 def sharpness_aware(model, rho: float):
-    """``model`` (functional) as a SharpnessAwareModel sharing its layers and weights."""
-    return SharpnessAwareModel(inputs=model.input, outputs=model.output, name=model.name, rho=rho)
+    """``model`` (functional or Sequential) as a SharpnessAwareModel sharing its layers and weights."""
+    (inputs,), (outputs,) = model.inputs, model.outputs  # single tensors, as the model was built (Sequential too)
+    return SharpnessAwareModel(inputs=inputs, outputs=outputs, name=model.name, rho=rho)

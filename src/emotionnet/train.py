@@ -427,7 +427,7 @@ def distillation_targets(train_labels, teacher_probabilities, weight: float):
 def train(train_images, train_labels, val_images, val_labels, *, settings: dict, seed: int, checkpoint_dir, threads: int = 1, deterministic: bool = True, memory_budget_mb: float | None = None, teacher_probabilities=None):
     """Train a model as ``settings`` describe; returns (model with best-val weights, history rows).
     A mixed-precision, crop, fused batch-norm or sharpness-aware run returns a float32 copy of its
-    model for 48x48 images with Keras' own layers (a plain functional model).
+    model for 48x48 images with Keras' own layers (a plain Keras model).
 
     Resumes from ``checkpoint_dir`` when it holds a checkpoint of the same run. Stops with
     TrainingMemoryError when the process's memory passes ``memory_budget_mb``. With
