@@ -9,6 +9,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from emotionnet import train
+
 
 @keras.saving.register_keras_serializable(package="emotionnet")
 class SharpnessAwareModel(keras.Model):
@@ -37,15 +39,10 @@ class SharpnessAwareModel(keras.Model):
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
         return y_pred, loss, tape.gradient(loss, self.trainable_weights)
 
-    def _states(self):
-        """(dropout seed states, other non-trainable state such as batch-norm moving statistics)."""
-        states = self.non_trainable_variables
-        seeds = [variable for variable in states if "seed_generator_state" in variable.path]
-        return seeds, [variable for variable in states if "seed_generator_state" not in variable.path]
-
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        seeds, statistics = self._states()
+        seeds = train.random_states(self)
+        statistics = [variable for variable in self.non_trainable_variables if all(variable is not seed for seed in seeds)]  # e.g. batch-norm moving statistics
         seeds_before = [tf.identity(variable) for variable in seeds]
         y_pred, loss, gradients = self._loss_and_gradients(x, y, sample_weight)
         # as Keras' own step does (a private attribute: the compiled loss tracker)

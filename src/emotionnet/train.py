@@ -263,7 +263,7 @@ def fingerprint(settings: dict, seed: int, train_labels, val_labels, targets=Non
     return digest.hexdigest()[:16]
 
 
-def _random_states(model):
+def random_states(model):
     """The state variables of the layers that draw random numbers (Dropout's seed generators)."""
     return [variable for variable in model.non_trainable_variables if "seed_generator_state" in variable.path]
 
@@ -295,7 +295,7 @@ class Checkpoint:
         model = keras.saving.load_model(self.model_path, safe_mode=True)
         # Keras does not restore the seed generators' state: without this, a resumed run would
         # drop other units than an uninterrupted one
-        for variable, value in zip(_random_states(model), state.get("random_states", []), strict=False):
+        for variable, value in zip(random_states(model), state.get("random_states", []), strict=False):
             variable.assign(np.array(value, dtype=variable.dtype))
         return model, state
 
@@ -312,8 +312,8 @@ class Checkpoint:
             with average.in_model() if average is not None else contextlib.nullcontext():
                 model.save_weights(best_partial)
         state_partial = data.atomic_path(self.state_path)
-        random_states = [np.asarray(variable).tolist() for variable in _random_states(model)]
-        state_partial.write_text(json.dumps({**state, "random_states": random_states, "run_id": self.run_id}, indent=1))
+        seed_states = [np.asarray(variable).tolist() for variable in random_states(model)]
+        state_partial.write_text(json.dumps({**state, "random_states": seed_states, "run_id": self.run_id}, indent=1))
         os.replace(model_partial, self.model_path)
         if average is not None:
             os.replace(average_partial, self.average_path)
