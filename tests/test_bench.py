@@ -54,8 +54,10 @@ def test_parse_benchmark(small_csv):
 
 @pytest.mark.slow
 def test_train_throughput_benchmark(small_csv):
-    line = run_bench("train_throughput.py", "--csv", small_csv, "--images", "128", "--repeats", "1", "--models", "compact")
-    assert "plain fit without augmentation" in line and "of the fp32 peak" in line
+    # three contenders end to end (each costs about 7 s here); every contender's settings are checked
+    # by test_train_contenders_differ_only_as_labelled, the table and summary by the main() tests below
+    line = run_bench("train_throughput.py", "--csv", small_csv, "--images", "128", "--repeats", "1", "--models", "compact", "--contenders", "plain", "pipeline", "keras")
+    assert "plain fit without augmentation" in line and "plain fit with Keras augmentation layers" in line and "of the fp32 peak" in line
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ def test_subsampled_fer2013_beats_the_majority_class(tmp_path):
     pd.concat([train, val]).to_csv(folder / "fer_small.csv", index=False)
     config = write_config(
         folder,
-        {"dataset": "fer_small", "datasets": {"fer_small": {"source": "csv", "csv": "fer_small.csv", "models": ["seed"], "overrides": {"seed": {"epochs": 5}}}}},
+        {"dataset": "fer_small", "evaluate": {"tta": False, "tta_crop_shift": 0}, "datasets": {"fer_small": {"source": "csv", "csv": "fer_small.csv", "models": ["seed"], "overrides": {"seed": {"epochs": 5}}}}},
     )
     snakemake(folder, "results/fer_small/models/seed/summary.md", "--cores", "2", "--configfile", config)
     results = folder / "results" / "fer_small"
