@@ -29,7 +29,7 @@ def _parser():
 
     predict = commands.add_parser("predict", help="find faces in photos and classify their expressions")
     predict.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
-    predict.add_argument("--model", help="a .keras model (default: the shipped pretrained model)")
+    predict.add_argument("--model", help="a .keras model (default: $EMOTIONNET_MODEL if set, else the shipped pretrained model)")
     predict.add_argument("--out", default="predictions", help="output folder (default: ./predictions)")
     predict.add_argument("--format", choices=["json", "csv"], default="json", help="format of the per-face records")
     predict.add_argument("--no-detect", action="store_true", help="treat every input as an already-cropped face")
@@ -41,7 +41,7 @@ def _parser():
     evaluate.add_argument("csv", help="FER2013-format CSV (.csv or .csv.gz)")
     evaluate.add_argument("--usage", choices=list(data.USAGE_TO_SPLIT), help="only rows of this Usage (default: all rows)")
     evaluate.add_argument("--tta", action="store_true", help="also report mirror test-time augmentation")
-    evaluate.add_argument("--tta-crop-shift", type=_crop_shift, default=0, help=f"also report mirror + 5-crop TTA with crops shifted by this many pixels (0 to {MAX_CROP_SHIFT})")
+    evaluate.add_argument("--tta-crop-shift", type=_crop_shift, default=0, help=f"also report 10-view TTA: the image and 4 copies shifted diagonally by this many pixels (0 to {MAX_CROP_SHIFT}), each also mirrored (needs no --tta)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
     export = commands.add_parser("export", help="export a model for deployment and check it against Keras")
@@ -172,7 +172,7 @@ def run_evaluate(args) -> int:
     if "tta" in metrics:
         print(f"with mirror TTA: accuracy {metrics['tta']['accuracy']:.4f}  macro-F1 {metrics['tta']['macro_f1']:.4f}")
     if "tta_crops" in metrics:
-        print(f"with mirror + 5-crop TTA: accuracy {metrics['tta_crops']['accuracy']:.4f}  macro-F1 {metrics['tta_crops']['macro_f1']:.4f}")
+        print(f"with 10-view TTA: accuracy {metrics['tta_crops']['accuracy']:.4f}  macro-F1 {metrics['tta_crops']['macro_f1']:.4f}")
     print(f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
     for name, scores in metrics["per_class"].items():
         print(f"{name:<10}{scores['precision']:>10.3f}{scores['recall']:>10.3f}{scores['f1']:>10.3f}{scores['support']:>10}")

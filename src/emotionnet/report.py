@@ -19,7 +19,7 @@ def _metric_line(metrics):
     if "tta" in metrics:
         line += f"; with mirror TTA: accuracy {metrics['tta']['accuracy']:.4f}, macro-F1 {metrics['tta']['macro_f1']:.4f}"
     if "tta_crops" in metrics:
-        line += f"; with mirror + 5-crop TTA: accuracy {metrics['tta_crops']['accuracy']:.4f}, macro-F1 {metrics['tta_crops']['macro_f1']:.4f}"
+        line += f"; with 10-view TTA: accuracy {metrics['tta_crops']['accuracy']:.4f}, macro-F1 {metrics['tta_crops']['macro_f1']:.4f}"
     return line
 
 

@@ -1,5 +1,6 @@
 """Rules evaluate and ensemble: metrics and predictions of one model (or the mean of several) on
-one split. The test split is read here and nowhere else."""
+one split. No training or model-selection step reads the test split: only this final evaluation
+and the figures drawn from its results (rule plot_evaluation) do."""
 from emotionnet import evaluate, models, prepare, runtime
 
 with runtime.job(snakemake.log[0], f"{snakemake.rule} {snakemake.wildcards.eval_split}"):
