@@ -149,7 +149,7 @@ def run_predict(args) -> int:
 
 
 def run_evaluate(args) -> int:
-    from emotionnet import evaluate, models
+    from emotionnet import evaluate, models, report
 
     models.require_model_file(args.model)   # before the parse, so a mistyped name fails at once
     parsed = data.parse_csv(args.csv)
@@ -169,10 +169,9 @@ def run_evaluate(args) -> int:
         print(json.dumps(metrics))
         return 0
     print(f"{args.model} on {args.csv} ({args.usage or 'all rows'}): n={metrics['n']}  accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  top-2 {metrics['top2_accuracy']:.4f}  log loss {metrics['log_loss']:.4f}")
-    if "tta" in metrics:
-        print(f"with mirror TTA: accuracy {metrics['tta']['accuracy']:.4f}  macro-F1 {metrics['tta']['macro_f1']:.4f}")
-    if "tta_crops" in metrics:
-        print(f"with 10-view TTA: accuracy {metrics['tta_crops']['accuracy']:.4f}  macro-F1 {metrics['tta_crops']['macro_f1']:.4f}")
+    for key, name in report.TTA_NAMES.items():
+        if key in metrics:
+            print(f"with {name}: accuracy {metrics[key]['accuracy']:.4f}  macro-F1 {metrics[key]['macro_f1']:.4f}")
     print(f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
     for name, scores in metrics["per_class"].items():
         print(f"{name:<10}{scores['precision']:>10.3f}{scores['recall']:>10.3f}{scores['f1']:>10.3f}{scores['support']:>10}")

@@ -12,14 +12,17 @@ def read_json(path):
     return json.loads(Path(path).read_text())
 
 
+# metrics keys of the test-time augmentation results and how summaries and the CLI name them
+TTA_NAMES = {"tta": "mirror TTA", "tta_crops": "10-view TTA"}
+
+
 def _metric_line(metrics):
     if not metrics.get("available", True):
         return f"- **{metrics['split']}**: not available: {metrics['note']}"
     line = f"- **{metrics['split']}** ({metrics['n']} images): accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, top-2 accuracy {metrics['top2_accuracy']:.4f}, log loss {metrics['log_loss']:.4f}"
-    if "tta" in metrics:
-        line += f"; with mirror TTA: accuracy {metrics['tta']['accuracy']:.4f}, macro-F1 {metrics['tta']['macro_f1']:.4f}"
-    if "tta_crops" in metrics:
-        line += f"; with 10-view TTA: accuracy {metrics['tta_crops']['accuracy']:.4f}, macro-F1 {metrics['tta_crops']['macro_f1']:.4f}"
+    for key, name in TTA_NAMES.items():
+        if key in metrics:
+            line += f"; with {name}: accuracy {metrics[key]['accuracy']:.4f}, macro-F1 {metrics[key]['macro_f1']:.4f}"
     return line
 
 

@@ -42,7 +42,8 @@ class SharpnessAwareModel(keras.Model):
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         seeds = train.random_states(self)
-        statistics = [variable for variable in self.non_trainable_variables if all(variable is not seed for seed in seeds)]  # e.g. batch-norm moving statistics
+        seed_ids = {id(variable) for variable in seeds}
+        statistics = [variable for variable in self.non_trainable_variables if id(variable) not in seed_ids]  # e.g. batch-norm moving statistics
         seeds_before = [tf.identity(variable) for variable in seeds]
         y_pred, loss, gradients = self._loss_and_gradients(x, y, sample_weight)
         # as Keras' own step does (a private attribute: the compiled loss tracker)
