@@ -29,7 +29,7 @@ run: $(STAMP)
 	$(BIN)/snakemake --report results/report.html
 	@echo "Report: results/report.html (summaries: results/synthetic/models/*/summary.md)"
 
-# pytest is stopped after 40 minutes (the suite takes 15-18), so a hung test fails CI instead of stalling it.
+# pytest is stopped after 40 minutes (the suite takes 13-18), so a hung test fails CI instead of stalling it.
 test: $(STAMP)
 	@if [ "$$CI" = "true" ]; then $(MAKE) --no-print-directory $(PLUGINS_STAMP) && .ci/slurm.sh start; fi
 	@status=0; timeout -k 30 2400 $(BIN)/python -m pytest || status=$$?; \
