@@ -20,6 +20,7 @@ bf16, keras-bn, bf16-keras-bn; plain fit and the pipeline with augmentation alwa
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
@@ -121,7 +122,9 @@ def contenders(settings, images, labels, keys=None):
         return {"x": float_images, "y": one_hot, "batch_size": batch, "shuffle": True}
 
     def pipeline_arguments(augment=None):
-        return lambda: {"x": train.make_dataset(images, labels, batch, seed=1, augment=augment), "shuffle": False}
+        # as in training: the images made into tensors once, then one pipeline per pass (epoch)
+        pipeline_images, epochs = train.PipelineImages(images, labels), itertools.count()
+        return lambda: {"x": pipeline_images.batches(batch, seed=1, epoch=next(epochs), augment=augment), "shuffle": False}
 
     builders = {
         PLAIN: lambda: (train.build_compiled_model(settings, steps, steps_per_call=1), plain_arguments),

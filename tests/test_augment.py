@@ -206,3 +206,23 @@ def test_horizontal_and_vertical_shifts_are_drawn_independently():
     rows, columns = _centroids(augment.affine(_blob(24, 24), SEED, 0.2, 0.0, 0.0))
     assert rows.std() > 2 and columns.std() > 2
     assert abs(np.corrcoef(rows, columns)[0, 1]) < 0.5
+
+
+def test_later_epochs_reuse_the_traced_batch_function_and_equal_a_fresh_pipeline():
+    """A training run keeps one PipelineImages; each epoch's pipeline reuses the batch function
+    traced for the first (tracing the augmentation every epoch cost about 0.1 s), also after the
+    mirrored copy is added for a pipeline with the flip augmentation."""
+    generator = np.random.default_rng(4)
+    images = generator.integers(0, 256, (40, 48, 48), dtype=np.uint8)
+    labels = generator.integers(0, 7, 40)
+    pipeline_images = train.PipelineImages(images, labels)
+    no_flip = {key: value for key, value in ALL_ON.items() if key != "flip"}
+    for epoch, settings in enumerate([no_flip, ALL_ON, ALL_ON, no_flip, ALL_ON]):
+        batches = list(pipeline_images.batches(16, seed=3, epoch=epoch, augment=settings, crop=40))
+        fresh = list(train.make_dataset(images, labels, 16, seed=3, epoch=epoch, augment=settings, crop=40))
+        for (batch_images, batch_targets), (fresh_images, fresh_targets) in zip(batches, fresh, strict=True):
+            np.testing.assert_array_equal(batch_images.numpy(), fresh_images.numpy())
+            np.testing.assert_array_equal(batch_targets.numpy(), fresh_targets.numpy())
+    functions = pipeline_images._prepare_functions
+    assert len(functions) == 2  # one per settings since the mirrored copy was added
+    assert [function.experimental_get_tracing_count() for function in functions.values()] == [1, 1]

@@ -391,6 +391,17 @@ def test_train_contenders_differ_only_as_labelled(bench, monkeypatch, name):
     assert plain["x"].dtype == np.float32 and plain["batch_size"] == settings["batch_size"] and plain["shuffle"] is True
 
 
+def test_pipeline_contenders_keep_their_images_and_train_a_new_epoch_each_pass(bench):
+    """As in training: one PipelineImages per contender, the next epoch's order at every pass."""
+    module = bench.train_throughput
+    settings = module.model_settings("fast", CONFIG["models"]["fast"])
+    labels = np.arange(64) % 7
+    runs = module.contenders(settings, np.zeros((64, 48, 48), np.uint8), labels, keys=["no-augment"])
+    factory = runs[module.NO_AUGMENT][1]
+    first, second = (np.concatenate([targets.numpy().argmax(axis=1) for _, targets in factory()["x"]]) for _ in range(2))
+    assert sorted(first) == sorted(second) == sorted(labels) and not np.array_equal(first, second)
+
+
 def test_contenders_take_plain_training_steps_whatever_the_config_block_trains_with(bench):
     block = {"architecture": "vgg_bn", "sam_rho": 0.05, "weight_average_decay": 0.999}
     settings = bench.train_throughput.model_settings("sharp", block)

@@ -79,6 +79,7 @@ class PipelineImages:
         import tensorflow as tf
 
         self.count, self.mirrored = len(images), False
+        self._prepare_functions = {}
         with tf.device("/cpu:0"):  # tf.data runs on the CPU, also where a GPU trains
             self.images = tf.constant(images)
             self.targets = tf.constant(one_hot(labels) if targets is None else np.asarray(targets, np.float32))
@@ -91,6 +92,7 @@ class PipelineImages:
             with tf.device("/cpu:0"):
                 self.images = tf.concat([self.images, tf.reverse(self.images, axis=[2])], axis=0)
             self.mirrored = True
+            self._prepare_functions.clear()  # they hold the images without the copy
 
     def batches(self, batch_size: int, *, seed: int | None = None, epoch: int = 0, augment: dict | None = None, mixup_alpha: float = 0.0, crop: int | None = None):
         """A tf.data pipeline: (shuffle) -> batch -> float [0, 1] -> (augment) -> (random ``crop``
@@ -105,23 +107,41 @@ class PipelineImages:
         ``augment.flip`` gives, without mirroring floats in every batch."""
         import tensorflow as tf
 
-        from emotionnet import augment as augmentation
-
         if seed is None:  # an unshuffled dataset (validation) is never augmented nor cropped
             augment, mixup_alpha, crop = {}, 0.0, None
-        augment = dict(augment or {})
+        prepare = self._prepare_function(dict(augment or {}), mixup_alpha, crop)
+        rows = tf.data.Dataset.range(self.count)
+        if seed is not None:
+            rows = rows.shuffle(self.count, seed=seed * 100_003 + epoch, reshuffle_each_iteration=False)
+        epoch_seed = tf.constant((seed or 0) * 1_000 + epoch, tf.int64)
+        dataset = rows.batch(batch_size).enumerate()
+        dataset = dataset.map(lambda batch_index, batch_rows: prepare(epoch_seed, batch_index, batch_rows), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        # tf.data's autotuner costs about 2.5 s per pass on 2 cores (bench/train_throughput.py measured
+        # 400 against 750 images/s on 2,048 images); without it, AUTOTUNE means one call per core
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+    def _prepare_function(self, augment: dict, mixup_alpha: float, crop: int | None):
+        """The tf.function that makes one batch, (epoch seed, batch index, row numbers) ->
+        (images, targets), traced once per training run and settings: tracing the augmentation
+        again for every epoch's pipeline took about 0.1 s (bench/train_throughput.py)."""
+        import tensorflow as tf
+
+        from emotionnet import augment as augmentation
+
         mirror = bool(augment.pop("flip", False))
         if mirror:
             self._add_mirrored_copy()
+        key = (tuple(sorted(augment.items())), mirror, mixup_alpha, crop)
+        if key in self._prepare_functions:
+            return self._prepare_functions[key]
         all_images, all_targets, count = self.images, self.targets, self.count
-        rows = tf.data.Dataset.range(count)
-        if seed is not None:
-            rows = rows.shuffle(count, seed=seed * 100_003 + epoch, reshuffle_each_iteration=False)
-        dataset = rows.batch(batch_size).enumerate()
 
-        def prepare(batch_index, batch_rows):
+        @tf.function(input_signature=[tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64), tf.TensorSpec([None], tf.int64)])
+        def prepare(epoch_seed, batch_index, batch_rows):
             batch_targets = tf.gather(all_targets, batch_rows)
-            batch_seed = tf.stack([tf.constant((seed or 0) * 1_000 + epoch, tf.int64), batch_index])
+            batch_seed = tf.stack([epoch_seed, batch_index])
             if mirror:
                 batch_rows += tf.cast(augmentation.flip_mask(batch_seed, tf.size(batch_rows)), tf.int64) * count
             batch_images = tf.cast(tf.gather(all_images, batch_rows)[..., None], tf.float32) / 255.0
@@ -133,12 +153,8 @@ class PipelineImages:
                 batch_images, batch_targets = augmentation.mixup(batch_images, batch_targets, batch_seed, mixup_alpha)
             return batch_images, batch_targets
 
-        dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
-        # tf.data's autotuner costs about 2.5 s per pass on 2 cores (bench/train_throughput.py measured
-        # 400 against 750 images/s on 2,048 images); without it, AUTOTUNE means one call per core
-        options = tf.data.Options()
-        options.autotune.enabled = False
-        return dataset.with_options(options)
+        self._prepare_functions[key] = prepare
+        return prepare
 
 
 def learning_rate_schedule(settings: dict, steps_per_epoch: int):
