@@ -38,6 +38,17 @@ def alternate(contenders: dict, repeats: int) -> dict:
     return times
 
 
+def training_images(csv, count: int):
+    """The first ``count`` Training rows of ``csv``: (uint8 images, int64 labels)."""
+    import numpy as np
+
+    from emotionnet import data
+
+    parsed = data.parse_csv(csv, workers=2)
+    rows = np.flatnonzero(parsed.split_codes == 0)[:count]
+    return parsed.images[rows], parsed.labels[rows].astype(np.int64)
+
+
 def median(values):
     return statistics.median(values)
 

@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
-from common import DEFAULT_CSV, REPO, cpu_description, median  # noqa: E402
+from common import DEFAULT_CSV, REPO, cpu_description, median, training_images  # noqa: E402
 from train_throughput import model_settings, time_fit_passes  # noqa: E402
 
-from emotionnet import data, runtime, train  # noqa: E402
+from emotionnet import runtime, train  # noqa: E402
 
 PLAIN = "plain fit, float32 array"
 AUTOTUNE_ON = "tf.data from the array, autotuner on"
@@ -63,9 +63,7 @@ def main():
     args = parser.parse_args()
     runtime.configure(threads=os.cpu_count(), seed=0, deterministic=False)
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    parsed = data.parse_csv(args.csv, workers=2)
-    rows = np.flatnonzero(parsed.split_codes == 0)[: args.images]
-    images, labels = parsed.images[rows], parsed.labels[rows].astype(np.int64)
+    images, labels = training_images(args.csv, args.images)
     print(f"machine: {cpu_description()}\n{len(images)} training images from {args.csv} per pass, {args.repeats} passes of each contender\n")
     late = {label: [0, 0] for label in (PLAIN, AUTOTUNE_ON, AUTOTUNE_OFF)}
     for name in args.models:

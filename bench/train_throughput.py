@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
-from common import DEFAULT_CSV, REPO, cpu_description, median  # noqa: E402
+from common import DEFAULT_CSV, REPO, cpu_description, median, training_images  # noqa: E402
 
-from emotionnet import data, models, runtime, train  # noqa: E402
+from emotionnet import models, runtime, train  # noqa: E402
 
 PLAIN = "plain fit, float32 array"
 KERAS_LAYERS = "plain fit + Keras augmentation layers"
@@ -187,9 +187,7 @@ def main():
     runtime.configure(threads=os.cpu_count(), seed=0, deterministic=False)
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     names = args.models or distinct_models(config)
-    parsed = data.parse_csv(args.csv, workers=2)
-    rows = np.flatnonzero(parsed.split_codes == 0)[: args.images]
-    images, labels = parsed.images[rows], parsed.labels[rows].astype(np.int64)
+    images, labels = training_images(args.csv, args.images)
     peak, how = peak_gflops()
     print(f"machine: {cpu_description()}\npeak: {how}\n{len(images)} training images from {args.csv} per timed epoch, {args.repeats} passes of each contender (median and fastest)\n")
     if len(images) < args.images:

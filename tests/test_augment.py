@@ -208,6 +208,58 @@ def test_horizontal_and_vertical_shifts_are_drawn_independently():
     assert abs(np.corrcoef(rows, columns)[0, 1]) < 0.5
 
 
+def _tensorflow_transform(images, transforms, interpolation="BILINEAR", fill_mode="REFLECT", output_shape=None):
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=output_shape or images.shape[1:3], fill_value=0.0, interpolation=interpolation, fill_mode=fill_mode
+    ).numpy()
+
+
+def _transforms(generator, count, kind):
+    """Affine transforms like augment.affine's, with ranges up to far outside the image, or
+    projective ones (whose projection can pass through zero)."""
+    if kind == "projective":
+        return generator.normal(0, 3, (count, 8)).astype(np.float32) * np.array([1, 1, 10, 1, 1, 10, 0.05, 0.05], np.float32)
+    reach = {"training": 1, "wide": 5, "far": 60}[kind]
+    angle = generator.uniform(-0.05, 0.05, count) * reach * 2 * np.pi
+    scale = 1 + generator.uniform(-0.1, 0.1, count) * min(reach, 5)
+    shift = generator.uniform(-0.1, 0.1, (2, count)) * reach * 48
+    cos, sin, centre = np.cos(angle) * scale, np.sin(angle) * scale, 23.5
+    zeros = np.zeros(count)
+    return np.stack([cos, -sin, centre - cos * centre + sin * centre - shift[0], sin, cos, centre - sin * centre - cos * centre - shift[1], zeros, zeros], 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["training", "wide", "far", "projective"])
+@pytest.mark.parametrize("shape", [(64, 48, 48), (8, 5, 9), (4, 1, 1)], ids=["48x48", "5x9", "1x1"])
+def test_compiled_warp_equals_tensorflows_image_transform_bit_for_bit(kind, shape):
+    """augment.warp replaced ImageProjectiveTransformV3 (bilinear, reflected borders) without
+    changing a single value, so trained results stay as they were."""
+    generator = np.random.default_rng(len(kind) * 100 + shape[1])
+    images = generator.random((*shape, 1), dtype=np.float32)
+    transforms = _transforms(generator, shape[0], kind)
+    expected = _tensorflow_transform(images, transforms)
+    warped = tf.function(augment.warp)(tf.constant(images), tf.constant(transforms)).numpy()
+    assert warped.shape == images.shape
+    np.testing.assert_array_equal(warped.view(np.uint32), expected.view(np.uint32))
+    if shape[1] > 1:  # a 1x1 image reflects onto itself
+        assert not np.array_equal(warped, images)
+
+
+def test_warp_refuses_images_with_more_than_one_channel():
+    with pytest.raises(ValueError, match="one-channel"):
+        augment.warp(tf.zeros((2, 48, 48, 3)), tf.zeros((2, 8)))
+
+
+def test_random_crop_equals_the_nearest_neighbour_transform_it_replaced():
+    images = _batch(5)
+    batch_seed = tf.constant([9, 2], tf.int64)
+    left = augment._uniform(batch_seed, [16], 0, 9, 14, tf.int32).numpy().astype(np.float32)
+    top = augment._uniform(batch_seed, [16], 0, 9, 15, tf.int32).numpy().astype(np.float32)
+    ones, zeros = np.ones(16, np.float32), np.zeros(16, np.float32)
+    transforms = np.stack([ones, zeros, left, zeros, ones, top, zeros, zeros], axis=1)
+    expected = _tensorflow_transform(images, transforms, "NEAREST", "CONSTANT", [40, 40])
+    np.testing.assert_array_equal(augment.random_crop(images, batch_seed, 40).numpy(), expected)
+
+
 def test_later_epochs_reuse_the_traced_batch_function_and_equal_a_fresh_pipeline():
     """A training run keeps one PipelineImages; each epoch's pipeline reuses the batch function
     traced for the first (tracing the augmentation every epoch cost about 0.1 s), also after the

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
-from emotionnet import models, synthetic, train
+from emotionnet import data, models, synthetic, train
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 REPO = BENCH.parent
@@ -58,6 +58,12 @@ def test_train_throughput_benchmark(small_csv):
     # by test_train_contenders_differ_only_as_labelled, the table and summary by the main() tests below
     line = run_bench("train_throughput.py", "--csv", small_csv, "--images", "128", "--repeats", "1", "--models", "compact", "--contenders", "plain", "pipeline", "keras")
     assert "plain fit without augmentation" in line and "plain fit with Keras augmentation layers" in line and "of the fp32 peak" in line
+
+
+@pytest.mark.slow
+def test_augment_cost_benchmark(small_csv):
+    line = run_bench("augment_cost.py", "--csv", small_csv, "--images", "256", "--repeats", "1", "--calls", "2")
+    assert line.startswith("SUMMARY augment: ") and "(same values)" in line
 
 
 @pytest.mark.slow
@@ -143,7 +149,7 @@ def fake_parsed(count, split_code=0):
 def fake_csv(module, monkeypatch, count, split_code=0):
     """A benchmark's main() reads ``count`` fake rows of one split and leaves TensorFlow's set-up alone."""
     monkeypatch.setattr(module.runtime, "configure", lambda **settings: None)
-    monkeypatch.setattr(module.data, "parse_csv", lambda *a, **k: fake_parsed(count, split_code))
+    monkeypatch.setattr(data, "parse_csv", lambda *a, **k: fake_parsed(count, split_code))  # the benchmarks read it through common.training_images
 
 
 def run_main(module, monkeypatch, capsys, *arguments):
