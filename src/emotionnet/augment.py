@@ -49,8 +49,8 @@ def affine(images, seed, translate: float, rotate: float, zoom: float):
 
 def warp(images, transforms):
     """TensorFlow's ``ImageProjectiveTransformV3`` (bilinear, reflected borders) of one-channel
-    ``images`` by ``transforms`` (batch, 8), computed by the compiled ``warp_kernel``: the same values in
-    under half the CPU time."""
+    ``images`` by ``transforms`` (batch, 8), computed by the compiled ``warp_kernel``: the same values for
+    1.7x less CPU time (bench/augment_cost.py)."""
     from emotionnet import warp_kernel
 
     if images.shape[-1] != 1:
@@ -84,8 +84,8 @@ def erase(images, seed, probability: float, max_fraction: float = 0.4):
 
 
 def random_crop(images, seed, size: int):
-    """Cut a random ``size`` x ``size`` window (whole pixels, no interpolation) out of each image:
-    two gathers, a sixth of the CPU time of the same crop as a nearest-neighbour image transform."""
+    """Cut a random ``size`` x ``size`` window (whole pixels, no interpolation) out of each image,
+    by two gathers (the same values as a nearest-neighbour image transform, a little less CPU)."""
     batch = tf.shape(images)[0]
     room = tf.shape(images)[1] - size + 1
     left = _uniform(seed, [batch], 0, room, 14, tf.int32)

@@ -125,7 +125,7 @@ class PipelineImages:
     def _prepare_function(self, augment: dict, mixup_alpha: float, crop: int | None):
         """The tf.function that makes one batch, (epoch seed, batch index, row numbers) ->
         (images, targets), traced once per training run and settings: tracing the augmentation
-        again for every epoch's pipeline took about 0.1 s (bench/train_throughput.py)."""
+        again for every epoch's pipeline took about 0.1 s per epoch."""
         import tensorflow as tf
 
         from emotionnet import augment as augmentation

@@ -3,10 +3,9 @@ with reflected borders, giving exactly the output of TensorFlow's ``ImageProject
 (``interpolation="BILINEAR"``, ``fill_mode="REFLECT"``) for affine transforms, the same float32
 operations in the same order (tests/test_augment.py compares the two bit for bit).
 
-TensorFlow's CPU kernel evaluates a generic per-pixel generator on one thread; for a training
-batch of 128 48x48 images it took about 6 ms, three quarters of all the augmentation's CPU time
-(bench/train_throughput.py compares the pipeline with plain ``fit``). Compiled code is cached on
-disk, so only the first run on a machine pays for compiling.
+TensorFlow's CPU kernel evaluates a generic per-pixel generator; for a training batch of 128
+48x48 images it took about 6 ms of CPU time, this kernel 3.5 ms (bench/augment_cost.py). Compiled
+code is cached on disk, so only the first run on a machine pays for compiling.
 """
 
 from __future__ import annotations
