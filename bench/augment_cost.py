@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import sys
 import time
@@ -23,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 from common import DEFAULT_CSV, cpu_description, median, training_images  # noqa: E402
+from train_throughput import AUGMENT  # noqa: E402
 
 from emotionnet import augment, runtime, train  # noqa: E402
 
 BATCH = 128
-AUGMENT = {"flip": True, "translate": 0.1, "rotate": 0.04, "zoom": 0.1, "contrast": 0.2, "erase": 0.25}
 CROP = 40
 
 
@@ -76,10 +77,7 @@ def op_contenders(images):
 
     batch = tf.constant(images[:BATCH, :, :, None].astype(np.float32) / 255)
     seed = tf.constant([1, 2], tf.int64)
-    angle = augment._uniform(seed, [BATCH], -0.04, 0.04, 2) * 2 * np.pi
-    shift = augment._uniform(seed, [BATCH], -4.8, 4.8, 4)
-    cos, sin, zeros = tf.cos(angle), tf.sin(angle), tf.zeros([BATCH])
-    transforms = tf.stack([cos, -sin, 23.5 - cos * 23.5 + sin * 23.5 - shift, sin, cos, 23.5 - sin * 23.5 - cos * 23.5 + shift, zeros, zeros], axis=1)
+    transforms = augment.affine_transforms(seed, BATCH, tf.constant(48.0), AUGMENT["translate"], AUGMENT["rotate"], AUGMENT["zoom"])
     functions = {
         "warp, TensorFlow's transform": tf.function(lambda: tensorflow_warp(batch, transforms)),
         "warp, compiled (augment.warp)": tf.function(lambda: augment.warp(batch, transforms)),
@@ -92,8 +90,8 @@ def op_contenders(images):
 
 
 def pass_contenders(images, labels):
-    """name -> callable running one pipeline pass (an epoch of ``images``), counting its batches."""
-    counter = iter(range(1, 10**9))
+    """name -> callable running one pipeline pass (an epoch of ``images``, the next at each call)."""
+    counter = itertools.count(1)
     pipeline_images = train.PipelineImages(images, labels)
 
     def as_before():

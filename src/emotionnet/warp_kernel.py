@@ -4,7 +4,7 @@ with reflected borders, giving exactly the output of TensorFlow's ``ImageProject
 operations in the same order (tests/test_augment.py compares the two bit for bit).
 
 TensorFlow's CPU kernel evaluates a generic per-pixel generator; for a training batch of 128
-48x48 images it took about 6 ms of CPU time, this kernel 3.5 ms (bench/augment_cost.py). Compiled
+48x48 images it took about 6 ms of CPU time, this kernel 3.4 ms (bench/augment_cost.py). Compiled
 code is cached on disk, so only the first run on a machine pays for compiling.
 """
 
