@@ -122,9 +122,15 @@ def contenders(settings, images, labels, keys=None):
         return {"x": float_images, "y": one_hot, "batch_size": batch, "shuffle": True}
 
     def pipeline_arguments(augment=None):
-        # as in training: the images made into tensors once, then one pipeline per pass (epoch)
+        # as in training: the images made into tensors once, then one pipeline per pass (epoch),
+        # its length hidden from Keras and given as the number of steps
         pipeline_images, epochs = train.PipelineImages(images, labels), itertools.count()
-        return lambda: {"x": pipeline_images.batches(batch, seed=1, epoch=next(epochs), augment=augment), "shuffle": False}
+
+        def arguments():
+            batches, steps = train.hide_length(pipeline_images.batches(batch, seed=1, epoch=next(epochs), augment=augment))
+            return {"x": batches, "steps_per_epoch": steps, "shuffle": False}
+
+        return arguments
 
     builders = {
         PLAIN: lambda: (train.build_compiled_model(settings, steps, steps_per_call=1), plain_arguments),

@@ -278,3 +278,45 @@ def test_later_epochs_reuse_the_traced_batch_function_and_equal_a_fresh_pipeline
     functions = pipeline_images._prepare_functions
     assert len(functions) == 2  # one per settings since the mirrored copy was added
     assert [function.experimental_get_tracing_count() for function in functions.values()] == [1, 1]
+
+
+def _images_and_labels(count: int):
+    generator = np.random.default_rng(count)
+    return generator.integers(0, 256, (count, 48, 48), dtype=np.uint8), generator.integers(0, 7, count)
+
+
+def test_hide_length_gives_the_same_batches_and_their_number_and_refuses_an_endless_dataset():
+    dataset = train.make_dataset(*_images_and_labels(40), 16, seed=3, augment=ALL_ON)
+    hidden, steps = train.hide_length(dataset)
+    assert steps == 3 and int(hidden.cardinality()) == tf.data.UNKNOWN_CARDINALITY
+    for (images, targets), (hidden_images, hidden_targets) in zip(dataset, hidden, strict=True):
+        np.testing.assert_array_equal(images.numpy(), hidden_images.numpy())
+        np.testing.assert_array_equal(targets.numpy(), hidden_targets.numpy())
+    with pytest.raises(ValueError, match="known length, got cardinality -1"):
+        train.hide_length(dataset.repeat())
+
+
+def test_a_training_epoch_makes_one_iterator_over_each_dataset(monkeypatch):
+    """Keras, knowing a dataset's length, makes the next epoch's iterator as soon as an epoch ends
+    (thrown away after a fit of one epoch); training's fit makes one over its training batches and
+    one over its validation batches per epoch, and every batch is trained on."""
+    from tensorflow.python.data.ops import iterator_ops
+
+    made, make = [], iterator_ops.OwnedIterator.__init__
+
+    def counted(self, dataset=None, *arguments, **keywords):
+        if dataset is not None:  # None: an iterator passed into a tf.function, not a new one
+            made.append(dataset)
+        make(self, dataset, *arguments, **keywords)
+
+    monkeypatch.setattr(iterator_ops.OwnedIterator, "__init__", counted)
+    images, labels = _images_and_labels(40)
+    settings = {**train.DEFAULTS, "architecture": "vgg_bn", "hyperparameters": {"widths": [4, 8], "convs_per_stage": 1}, "batch_size": 16}
+    model = train.build_compiled_model(settings, steps_per_epoch=3)
+    pipeline_images = train.PipelineImages(images, labels)
+    validation = train.make_dataset(images[:20], labels[:20], 8)
+    for epoch in range(2):
+        made.clear()
+        train._fit_epoch(model, pipeline_images.batches(16, seed=1, epoch=epoch, augment=ALL_ON), validation, epoch, None, None)
+        assert len(made) == 2
+    assert int(model.optimizer.iterations) == 6

@@ -398,7 +398,8 @@ def test_train_contenders_differ_only_as_labelled(bench, monkeypatch, name):
 
 
 def test_pipeline_contenders_keep_their_images_and_train_a_new_epoch_each_pass(bench):
-    """As in training: one PipelineImages per contender, the next epoch's order at every pass."""
+    """As in training: one PipelineImages per contender, the next epoch's order at every pass, its
+    length hidden from Keras and given as the number of steps (one iterator per pass)."""
     module = bench.train_throughput
     settings = module.model_settings("fast", CONFIG["models"]["fast"])
     labels = np.arange(64) % 7
@@ -406,6 +407,8 @@ def test_pipeline_contenders_keep_their_images_and_train_a_new_epoch_each_pass(b
     factory = runs[module.NO_AUGMENT][1]
     first, second = (np.concatenate([targets.numpy().argmax(axis=1) for _, targets in factory()["x"]]) for _ in range(2))
     assert sorted(first) == sorted(second) == sorted(labels) and not np.array_equal(first, second)
+    arguments = factory()
+    assert arguments["steps_per_epoch"] == -(-64 // settings["batch_size"]) and int(arguments["x"].cardinality()) < 0
 
 
 def test_contenders_take_plain_training_steps_whatever_the_config_block_trains_with(bench):

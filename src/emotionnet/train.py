@@ -157,6 +157,18 @@ class PipelineImages:
         return prepare
 
 
+def hide_length(dataset) -> tuple:
+    """(``dataset`` with its number of batches hidden from Keras, that number), for ``model.fit``
+    given the number as ``steps_per_epoch`` or ``validation_steps``: it then makes one iterator
+    over the dataset per fit. Knowing the length itself, Keras makes the next epoch's iterator as
+    soon as an epoch ends, which a fit of one epoch throws away: for the augmented pipeline about
+    60 ms of TensorFlow instantiating its batch function, and the batches its prefetch made."""
+    steps = int(dataset.cardinality())
+    if steps < 0:
+        raise ValueError(f"hide_length needs a dataset of known length, got cardinality {steps}")
+    return dataset.filter(lambda *batch: True), steps
+
+
 def learning_rate_schedule(settings: dict, steps_per_epoch: int):
     """Constant learning rate, or linear warm-up followed by cosine decay to zero."""
     import keras
@@ -395,7 +407,8 @@ def _fit_epoch(model, train_dataset, val_dataset, epoch: int, class_weight, memo
 
     guard = _memory_guard(memory_budget_mb)
     try:
-        logs = model.fit(train_dataset, validation_data=val_dataset, epochs=epoch + 1, initial_epoch=epoch, class_weight=class_weight, shuffle=False, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN(), guard, *callbacks]).history
+        (train_batches, train_steps), (val_batches, val_steps) = hide_length(train_dataset), hide_length(val_dataset)
+        logs = model.fit(train_batches, steps_per_epoch=train_steps, validation_data=val_batches, validation_steps=val_steps, epochs=epoch + 1, initial_epoch=epoch, class_weight=class_weight, shuffle=False, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN(), guard, *callbacks]).history
     except (tf.errors.ResourceExhaustedError, MemoryError) as error:
         raise TrainingMemoryError(f"out of memory in epoch {epoch + 1}: {str(error).splitlines()[0][:200]}; no model was written (lower batch_size, or give the job more memory)") from None
     if guard.exceeded_mb is not None:
