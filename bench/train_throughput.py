@@ -195,7 +195,7 @@ def main():
     names = args.models or distinct_models(config)
     images, labels = training_images(args.csv, args.images)
     peak, how = peak_gflops()
-    print(f"machine: {cpu_description()}\npeak: {how}\n{len(images)} training images from {args.csv} per timed epoch, {args.repeats} passes of each contender (median and fastest)\n")
+    print(f"machine: {cpu_description()}\npeak: {how}\n{len(images)} training images (drawn at random, every class) from {args.csv} per timed epoch, {args.repeats} passes of each contender (median and fastest)\n")
     if len(images) < args.images:
         print(f"note: the CSV has only {len(images)} training images, not the {args.images} asked for\n")
     print(f"{'model':<14}{'contender':<40}{'img/s':>7}{'GFLOP/s':>9}{'% peak':>8}{'vs plain':>9}{'fastest':>9}{'vs plain':>9}")

@@ -191,6 +191,19 @@ def test_median_is_the_middle_pass(bench):
     assert bench.common.median([4.0, 1.0, 2.0, 100.0]) == 3.0
 
 
+def test_training_images_of_a_label_sorted_csv_hold_every_class_and_only_training_rows(bench, monkeypatch):
+    labels = np.repeat(np.arange(7), 100)  # sorted by label, as the dev CSV is
+    split_codes = np.r_[np.ones(50, np.int8), np.zeros(700, np.int8)]  # 50 PublicTest rows first
+    parsed = SimpleNamespace(images=np.r_[np.full(50, 255), labels].astype(np.uint8)[:, None, None] * np.ones((1, 48, 48), np.uint8), labels=np.r_[np.zeros(50, int), labels], split_codes=split_codes)
+    monkeypatch.setattr(data, "parse_csv", lambda *a, **k: parsed)
+    images, chosen = bench.common.training_images("fer.csv", 70)
+    assert len(chosen) == 70 and set(chosen) == set(range(7)) and chosen.dtype == np.int64
+    np.testing.assert_array_equal(images[:, 0, 0], chosen)  # each image with its own label, no PublicTest row
+    assert list(chosen) == sorted(chosen)  # in file order
+    np.testing.assert_array_equal(bench.common.training_images("fer.csv", 70)[1], chosen)  # the same rows every run
+    assert len(bench.common.training_images("fer.csv", 5000)[1]) == 700
+
+
 def test_peak_rss_mb_converts_kilobytes_to_megabytes(bench):
     # the first PEAK_KB line counts: the code's own stands in for the wrapper's real reading
     assert bench.common.peak_rss_mb("print('PEAK_KB 3072')") == 3.0
