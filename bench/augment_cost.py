@@ -1,9 +1,10 @@
 """CPU cost of the training pipeline's augmentation: the compiled affine warp (``augment.warp``)
-against TensorFlow's ``ImageProjectiveTransformV3`` that it replaced (checked to give the same
-values bit for bit), the random crop as two gathers against the nearest-neighbour transform, and
-whole pipeline passes (flip, affine, contrast, erasing, 40x40 crops) as training runs them against
-the same pipeline with TensorFlow's transforms and the batch function traced anew every epoch
-(as before). Wall and CPU milliseconds per batch of 128, median of the repeats; contenders
+against TensorFlow's ``ImageProjectiveTransformV3`` that it replaced, the random crop as two
+gathers against the nearest-neighbour transform, and compiled random erasing against noise drawn
+for every pixel (each pair checked to give the same values bit for bit); and whole pipeline
+passes (flip, affine, contrast, erasing, 40x40 crops) as training runs them against the same
+pipeline as it was before: TensorFlow's transforms, noise for every pixel, random draws by
+``tf.random.stateless_uniform`` and the batch function traced anew every epoch. Wall and CPU milliseconds per batch of 128, median of the repeats; contenders
 alternate.
 
     python bench/augment_cost.py [--csv PATH] [--images 8192] [--repeats 5]
@@ -30,6 +31,11 @@ from emotionnet import augment, runtime, train  # noqa: E402
 
 BATCH = 128
 CROP = 40
+OP_PAIRS = (  # kind, the way before, the project's way
+    ("warp", "warp, TensorFlow's transform", "warp, compiled (augment.warp)"),
+    ("crop", "crop, TensorFlow's transform", "crop, gathers (augment.random_crop)"),
+    ("erase", "erase, noise for every pixel", "erase, compiled (augment.erase)"),
+)
 
 
 def tensorflow_warp(images, transforms):
@@ -52,15 +58,38 @@ def tensorflow_crop(images, seed, size: int):
     return tf.raw_ops.ImageProjectiveTransformV3(images=images, transforms=transforms, output_shape=[size, size], fill_value=0.0, interpolation="NEAREST", fill_mode="CONSTANT")
 
 
+def tensorflow_uniform(seed, shape, low, high, salt, dtype=None):
+    """What ``augment._uniform`` draws, by ``tf.random.stateless_uniform``."""
+    import tensorflow as tf
+
+    return tf.random.stateless_uniform(shape, seed=seed + tf.constant([0, salt], tf.int64) * 7919, minval=low, maxval=high, dtype=dtype or tf.float32)
+
+
+def tensorflow_erase(images, seed, probability: float, max_fraction: float = 0.4):
+    """What ``augment.erase`` computes, with uniform noise drawn for every pixel."""
+    import tensorflow as tf
+
+    batch, side = tf.shape(images)[0], tf.cast(tf.shape(images)[1], tf.float32)
+    height = tensorflow_uniform(seed, [batch, 1, 1, 1], 0.1, max_fraction, 7) * side
+    width = tensorflow_uniform(seed, [batch, 1, 1, 1], 0.1, max_fraction, 8) * side
+    top = tensorflow_uniform(seed, [batch, 1, 1, 1], 0.0, 1.0, 9) * (side - height)
+    left = tensorflow_uniform(seed, [batch, 1, 1, 1], 0.0, 1.0, 10) * (side - width)
+    rows, columns = tf.reshape(tf.range(side), [1, -1, 1, 1]), tf.reshape(tf.range(side), [1, 1, -1, 1])
+    inside = (rows >= top) & (rows < top + height) & (columns >= left) & (columns < left + width)
+    chosen = tensorflow_uniform(seed, [batch, 1, 1, 1], 0.0, 1.0, 11) < probability
+    return tf.where(inside & chosen, tensorflow_uniform(seed, tf.shape(images), 0.0, 1.0, 12), images)
+
+
 @contextlib.contextmanager
 def tensorflow_transforms():
-    """Within: ``augment`` warps and crops with TensorFlow's image transform."""
-    saved = augment.warp, augment.random_crop
-    augment.warp, augment.random_crop = tensorflow_warp, tensorflow_crop
+    """Within: ``augment`` warps and crops with TensorFlow's image transform, erases with noise
+    for every pixel and draws by ``tf.random.stateless_uniform``, as before."""
+    saved = augment.warp, augment.random_crop, augment.erase, augment._uniform
+    augment.warp, augment.random_crop, augment.erase, augment._uniform = tensorflow_warp, tensorflow_crop, tensorflow_erase, tensorflow_uniform
     try:
         yield
     finally:
-        augment.warp, augment.random_crop = saved
+        augment.warp, augment.random_crop, augment.erase, augment._uniform = saved
 
 
 def timed(run, calls: int) -> tuple[float, float]:
@@ -83,9 +112,11 @@ def op_contenders(images):
         "warp, compiled (augment.warp)": tf.function(lambda: augment.warp(batch, transforms)),
         "crop, TensorFlow's transform": tf.function(lambda: tensorflow_crop(batch, seed, CROP)),
         "crop, gathers (augment.random_crop)": tf.function(lambda: augment.random_crop(batch, seed, CROP)),
+        "erase, noise for every pixel": tf.function(lambda: tensorflow_erase(batch, seed, AUGMENT["erase"])),
+        "erase, compiled (augment.erase)": tf.function(lambda: augment.erase(batch, seed, AUGMENT["erase"])),
     }
     outputs = [function().numpy() for function in functions.values()]
-    same = all(np.array_equal(a.view(np.uint32), b.view(np.uint32)) for a, b in (outputs[:2], outputs[2:]))
+    same = all(np.array_equal(a.view(np.uint32), b.view(np.uint32)) for a, b in (outputs[:2], outputs[2:4], outputs[4:]))
     return {name: (lambda function=function: function().numpy()) for name, function in functions.items()}, same
 
 
@@ -134,10 +165,10 @@ def main():
     for name, values in results.items():
         wall_ms, cpu[name] = median([value[0] for value in values]), median([value[1] for value in values])
         print(f"{name:<40}{wall_ms:>9.2f}{cpu[name]:>9.2f}")
-    ratio = {kind: cpu[f"{kind}, TensorFlow's transform"] / cpu[name] for kind, name in (("warp", "warp, compiled (augment.warp)"), ("crop", "crop, gathers (augment.random_crop)"))}
+    ratio = {kind: cpu[before] / cpu[now] for kind, before, now in OP_PAIRS}
     print(
         f"\nSUMMARY augment: compiled warp {ratio['warp']:.2f}x less CPU than TensorFlow's transform ({'same values' if same else 'VALUES DIFFER'}), "
-        f"crop by gathers {ratio['crop']:.2f}x; a pipeline pass with augmentation and crops {cpu['pipeline pass, as before'] / cpu['pipeline pass, now']:.2f}x less CPU per batch than before"
+        f"crop by gathers {ratio['crop']:.2f}x, compiled erasing {ratio['erase']:.2f}x; a pipeline pass with augmentation and crops {cpu['pipeline pass, as before'] / cpu['pipeline pass, now']:.2f}x less CPU per batch than before"
     )
 
 

@@ -244,6 +244,58 @@ def test_compiled_warp_equals_tensorflows_image_transform_bit_for_bit(kind, shap
         assert not np.array_equal(warped, images)
 
 
+@pytest.mark.parametrize(("shape", "low", "high", "dtype"), [([128], -0.04, 0.04, tf.float32), ([64, 1, 1, 1], 0.1, 0.4, tf.float32), ([9, 5, 3], 0.0, 1.0, tf.float32), ([40], 0, 9, tf.int32)])
+def test_uniform_draws_what_tf_random_stateless_uniform_draws(shape, low, high, dtype):
+    seed = tf.constant([123, 45], tf.int64)
+    expected = tf.random.stateless_uniform(shape, seed=seed + [0, 7 * 7919], minval=low, maxval=high, dtype=dtype).numpy()
+    drawn = tf.function(lambda: augment._uniform(seed, shape, low, high, 7, dtype))().numpy()
+    assert drawn.shape == tuple(shape) and drawn.dtype == expected.dtype
+    np.testing.assert_array_equal(drawn.view(np.uint32), expected.view(np.uint32))
+
+
+@pytest.mark.parametrize("counter", [(0, 0), (2**64 - 3, 7), (2**64 - 1, 2**64 - 1)], ids=["zero", "carry", "wraps"])
+def test_compiled_philox_gives_tensorflows_uniform_numbers(counter):
+    from emotionnet import erase_kernel
+
+    key, counter = np.array([0x0123456789ABCDEF], np.uint64), np.array(counter, np.uint64)
+    expected = tf.raw_ops.StatelessRandomUniformV2(shape=[4 * 20], key=key, counter=counter, alg=1, dtype=tf.float32).numpy()
+    computed = np.array([erase_kernel.uniform_float(erase_kernel.philox_words(key, counter, element // 4)[element % 4]) for element in range(80)], np.float32)
+    np.testing.assert_array_equal(computed.view(np.uint32), expected.view(np.uint32))
+
+
+def _tensorflow_erase(images, seed, probability, max_fraction=0.4):
+    """Random erasing as augment.erase did it before its compiled kernel: noise for every pixel."""
+
+    def uniform(shape, low, high, salt):
+        return tf.random.stateless_uniform(shape, seed=seed + tf.constant([0, salt], tf.int64) * 7919, minval=low, maxval=high)
+
+    batch, side = tf.shape(images)[0], tf.cast(tf.shape(images)[1], tf.float32)
+    height = uniform([batch, 1, 1, 1], 0.1, max_fraction, 7) * side
+    width = uniform([batch, 1, 1, 1], 0.1, max_fraction, 8) * side
+    top = uniform([batch, 1, 1, 1], 0.0, 1.0, 9) * (side - height)
+    left = uniform([batch, 1, 1, 1], 0.0, 1.0, 10) * (side - width)
+    rows, columns = tf.reshape(tf.range(side), [1, -1, 1, 1]), tf.reshape(tf.range(side), [1, 1, -1, 1])
+    inside = (rows >= top) & (rows < top + height) & (columns >= left) & (columns < left + width)
+    chosen = uniform([batch, 1, 1, 1], 0.0, 1.0, 11) < probability
+    return tf.where(inside & chosen, uniform(tf.shape(images), 0.0, 1.0, 12), images).numpy()
+
+
+@pytest.mark.parametrize(("shape", "probability", "max_fraction"), [((128, 48, 48), 0.25, 0.4), ((64, 48, 48), 1.0, 0.9), ((5, 7, 7), 1.0, 0.4), ((16, 48, 48), 0.0, 0.4)])
+def test_compiled_erase_equals_noise_drawn_for_every_pixel_bit_for_bit(shape, probability, max_fraction):
+    images = tf.constant(np.random.default_rng(shape[0]).random((*shape, 1), dtype=np.float32))
+    for seed in ([3, 4], [1000, 17]):
+        seed = tf.constant(seed, tf.int64)
+        expected = _tensorflow_erase(images, seed, probability, max_fraction)
+        erased = tf.function(augment.erase)(images, seed, probability, max_fraction).numpy()
+        np.testing.assert_array_equal(erased.view(np.uint32), expected.view(np.uint32))
+        assert (erased != images.numpy()).any() == (probability > 0)
+
+
+def test_erase_refuses_images_with_more_than_one_channel():
+    with pytest.raises(ValueError, match="one-channel"):
+        augment.erase(tf.zeros((2, 48, 48, 3)), tf.constant([0, 0], tf.int64), 0.5)
+
+
 def test_warp_refuses_images_with_more_than_one_channel():
     with pytest.raises(ValueError, match="one-channel"):
         augment.warp(tf.zeros((2, 48, 48, 3)), tf.zeros((2, 8)))

@@ -7,13 +7,31 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 DEFAULTS = {"flip": False, "translate": 0.0, "rotate": 0.0, "zoom": 0.0, "contrast": 0.0, "erase": 0.0}
 
 
+_AUTO_SELECT = 3  # tf.random's "auto_select" random number algorithm
+
+
+def _salted(seed, salt: int):
+    """The seed of the draw numbered ``salt``."""
+    return seed + [0, salt * 7919]
+
+
 def _uniform(seed, shape, low, high, salt, dtype=tf.float32):
-    return tf.random.stateless_uniform(shape, seed=seed + tf.constant([0, salt], tf.int64) * 7919, minval=low, maxval=high, dtype=dtype)
+    """``tf.random.stateless_uniform(shape, seed + [0, 7919 salt], low, high, dtype)``: the same
+    values, from the raw ops that function calls, in a third fewer graph ops. tf.data instantiates
+    every op of the batch function whenever a pipeline starts an epoch, about 0.2 ms per op."""
+    key, counter = tf.raw_ops.StatelessRandomGetKeyCounter(seed=_salted(seed, salt))
+    if dtype.is_integer:
+        return tf.raw_ops.StatelessRandomUniformIntV2(shape=shape, key=key, counter=counter, alg=_AUTO_SELECT, minval=tf.convert_to_tensor(low, dtype), maxval=tf.convert_to_tensor(high, dtype))
+    values = tf.raw_ops.StatelessRandomUniformV2(shape=shape, key=key, counter=counter, alg=_AUTO_SELECT, dtype=dtype)
+    if (low, high) == (0.0, 1.0):  # values * 1 + 0 is values
+        return values
+    return values * (np.float32(high) - np.float32(low)) + np.float32(low)
 
 
 def flip_mask(seed, batch_size):
@@ -71,19 +89,23 @@ def contrast(images, seed, strength: float):
 
 def erase(images, seed, probability: float, max_fraction: float = 0.4):
     """Random erasing: with ``probability``, fill a random rectangle (up to ``max_fraction`` of the
-    side in each direction) with uniform noise."""
-    batch = tf.shape(images)[0]
+    side in each direction) with uniform noise. The noise is element (image, row, column) of a
+    uniform draw of the batch's shape; the compiled ``erase_kernel`` computes only the elements
+    that land inside the rectangles: the same values for 2.3x less CPU time (bench/augment_cost.py)."""
+    from emotionnet import erase_kernel
+
+    if images.shape[-1] != 1:
+        raise ValueError(f"erase takes one-channel images, got shape {images.shape}")
+    batch = tf.shape(images)[:1]
     side = tf.cast(tf.shape(images)[1], tf.float32)
-    height = _uniform(seed, [batch, 1, 1, 1], 0.1, max_fraction, 7) * side
-    width = _uniform(seed, [batch, 1, 1, 1], 0.1, max_fraction, 8) * side
-    top = _uniform(seed, [batch, 1, 1, 1], 0.0, 1.0, 9) * (side - height)
-    left = _uniform(seed, [batch, 1, 1, 1], 0.0, 1.0, 10) * (side - width)
-    rows = tf.reshape(tf.range(side), [1, -1, 1, 1])
-    cols = tf.reshape(tf.range(side), [1, 1, -1, 1])
-    inside = (rows >= top) & (rows < top + height) & (cols >= left) & (cols < left + width)
-    chosen = _uniform(seed, [batch, 1, 1, 1], 0.0, 1.0, 11) < probability
-    noise = _uniform(seed, tf.shape(images), 0.0, 1.0, 12)
-    return tf.where(inside & chosen, noise, images)
+    height = _uniform(seed, batch, 0.1, max_fraction, 7) * side
+    width = _uniform(seed, batch, 0.1, max_fraction, 8) * side
+    top = _uniform(seed, batch, 0.0, 1.0, 9) * (side - height)
+    left = _uniform(seed, batch, 0.0, 1.0, 10) * (side - width)
+    chosen = _uniform(seed, batch, 0.0, 1.0, 11) < probability
+    key, counter = tf.raw_ops.StatelessRandomGetKeyCounter(seed=_salted(seed, 12))
+    erased = tf.numpy_function(erase_kernel.erase_rectangles, [images[..., 0], height, width, top, left, chosen, key, counter], tf.float32, stateful=False)
+    return tf.reshape(erased, tf.shape(images))
 
 
 def random_crop(images, seed, size: int):
