@@ -53,11 +53,11 @@ def uniform_float(word):
 
 @numba.njit(nogil=True, cache=True)
 def erase_rectangles(images, heights, widths, tops, lefts, chosen, key, counter):
-    """``images`` (batch, height, width) float32 with, in each ``chosen`` image, the pixels at rows
+    """``images`` (batch, height, width, 1) float32 with, in each ``chosen`` image, the pixels at rows
     r and columns c with top <= r < top + height and left <= c < left + width (float32, as
     TensorFlow compares them) replaced by element (image, r, c) of the uniform [0, 1) draw of
     ``images``' shape for ``key`` and ``counter`` (TensorFlow's StatelessRandomGetKeyCounter)."""
-    batch, rows, columns = images.shape
+    batch, rows, columns = images.shape[0], images.shape[1], images.shape[2]
     erased = images.copy()
     for index in range(batch):
         if not chosen[index]:
@@ -70,5 +70,5 @@ def erase_rectangles(images, heights, widths, tops, lefts, chosen, key, counter)
                 if np.float32(column) >= lefts[index] and np.float32(column) < right:
                     element = (index * rows + row) * columns + column
                     words = philox_words(key, counter, element // 4)
-                    erased[index, row, column] = uniform_float(words[element % 4])
+                    erased[index, row, column, 0] = uniform_float(words[element % 4])
     return erased
