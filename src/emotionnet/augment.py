@@ -35,7 +35,8 @@ def _uniform(seed, shape, low, high, salt, dtype=tf.float32):
 
 
 def _side(images):
-    """The images' side as a float32: a constant when the graph knows it (fewer ops to instantiate)."""
+    """The images' side, for float32 arithmetic: a Python number (a constant in the graph) when the
+    static shape knows it, else a float32 tensor read from the batch (more ops to instantiate)."""
     known = images.shape[1]
     return float(known) if known is not None else tf.cast(tf.shape(images)[1], tf.float32)
 
@@ -73,17 +74,23 @@ def affine_transforms(seed, batch, side, translate: float, rotate: float, zoom: 
     return tf.stack([cos, -sin, a2, sin, cos, b2, zeros, zeros], axis=1)
 
 
+def _compiled(name: str, kernel, images, *arguments):
+    """``kernel(images, *arguments)`` as an op of the batch function: a compiled, pure function
+    (declared stateless) of a one-channel float32 batch that returns a batch of the same shape."""
+    if images.shape[-1] != 1:
+        raise ValueError(f"{name} takes one-channel images, got shape {images.shape}")
+    output = tf.numpy_function(kernel, [images, *arguments], tf.float32, stateful=False)
+    output.set_shape(images.shape)
+    return output
+
+
 def warp(images, transforms):
     """TensorFlow's ``ImageProjectiveTransformV3`` (bilinear, reflected borders) of one-channel
     ``images`` by ``transforms`` (batch, 8), computed by the compiled ``warp_kernel``: the same values for
     2.1x less CPU time (bench/augment_cost.py)."""
     from emotionnet import warp_kernel
 
-    if images.shape[-1] != 1:
-        raise ValueError(f"warp takes one-channel images, got shape {images.shape}")
-    warped = tf.numpy_function(warp_kernel.warp_bilinear_reflect, [images, transforms], tf.float32, stateful=False)
-    warped.set_shape(images.shape)
-    return warped
+    return _compiled("warp", warp_kernel.warp_bilinear_reflect, images, transforms)
 
 
 def contrast(images, seed, strength: float):
@@ -100,8 +107,6 @@ def erase(images, seed, probability: float, max_fraction: float = 0.4):
     that land inside the rectangles: the same values for 2.3x less CPU time (bench/augment_cost.py)."""
     from emotionnet import erase_kernel
 
-    if images.shape[-1] != 1:
-        raise ValueError(f"erase takes one-channel images, got shape {images.shape}")
     batch, side = tf.shape(images)[:1], _side(images)
     height = _uniform(seed, batch, 0.1, max_fraction, 7) * side
     width = _uniform(seed, batch, 0.1, max_fraction, 8) * side
@@ -109,9 +114,7 @@ def erase(images, seed, probability: float, max_fraction: float = 0.4):
     left = _uniform(seed, batch, 0.0, 1.0, 10) * (side - width)
     chosen = _uniform(seed, batch, 0.0, 1.0, 11) < probability
     key, counter = tf.raw_ops.StatelessRandomGetKeyCounter(seed=_salted(seed, 12))
-    erased = tf.numpy_function(erase_kernel.erase_rectangles, [images, height, width, top, left, chosen, key, counter], tf.float32, stateful=False)
-    erased.set_shape(images.shape)
-    return erased
+    return _compiled("erase", erase_kernel.erase_rectangles, images, height, width, top, left, chosen, key, counter)
 
 
 def random_crop(images, seed, size: int):
